@@ -1,0 +1,134 @@
+"""The Optuna objective: one trial trains one MLP on data loaded once per process.
+
+Only this module talks to the trial. It suggests exactly the parameters named in the study
+definition, trains through ``search.training``, reports validation accuracy after every
+epoch (the live curves in optuna-dashboard) and stores what the report needs as user
+attributes, so nothing is ever retrained to be shown.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import platform
+import time
+from collections.abc import Callable
+from typing import Any
+
+import keras
+import numpy as np
+import optuna
+import tensorflow as tf
+
+from search import training
+from search.checkpoints import CheckpointStore
+from search.data import Dataset
+from search.definition import StudyDefinition
+from search.model import build_model
+
+logger = logging.getLogger(__name__)
+
+EpochListener = Callable[[optuna.Trial, int, dict[str, float], float], None]
+
+
+class TrainingDiverged(ArithmeticError):
+    """The loss became NaN or infinite: the trial failed, not the worker."""
+
+
+def versions() -> dict[str, str]:
+    return {"python": platform.python_version(), "tensorflow": tf.__version__,
+            "keras": keras.__version__, "optuna": optuna.__version__, "numpy": np.__version__}
+
+
+class _TrialCallback(keras.callbacks.Callback):
+    """After each epoch: check the loss, report to Optuna, store history, checkpoint."""
+
+    def __init__(self, objective: Objective, trial: optuna.Trial, params: dict[str, Any],
+                 key: dict[str, Any], history: dict[str, list[float]],
+                 epoch_seconds: list[float]) -> None:
+        super().__init__()
+        self._objective = objective
+        self._trial = trial
+        self._params = params
+        self._key = key
+        self._history = history
+        self._epoch_seconds = epoch_seconds
+        self._started = time.perf_counter()
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._started = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        logs = {key: float(value) for key, value in (logs or {}).items()}
+        if not math.isfinite(logs.get("loss", math.nan)):
+            raise TrainingDiverged(f"loss became {logs.get('loss')} in epoch {epoch + 1}")
+        seconds = time.perf_counter() - self._started
+        self._epoch_seconds.append(seconds)
+        for name in ("loss", "accuracy", "val_loss", "val_accuracy"):
+            self._history.setdefault(name, []).append(logs[name])
+        self._trial.report(logs["val_accuracy"], step=epoch + 1)
+        self._trial.set_user_attr("history", self._history)
+        self._trial.set_user_attr("epochs_done", epoch + 1)
+        if self._objective.checkpoints is not None:
+            self._objective.checkpoints.save(self._params, self.model, self._key, epoch + 1,
+                                             self._history, self._epoch_seconds)
+        if self._objective.on_epoch is not None:
+            self._objective.on_epoch(self._trial, epoch + 1, logs, seconds)
+
+
+class Objective:
+    """Callable objective holding the study definition and the data (loaded once)."""
+
+    def __init__(self, definition: StudyDefinition, data: Dataset,
+                 checkpoints: CheckpointStore | None = None,
+                 on_epoch: EpochListener | None = None) -> None:
+        self.definition = definition
+        self.data = data
+        self.checkpoints = checkpoints
+        self.on_epoch = on_epoch
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        definition = self.definition
+        params = {name: trial.suggest_categorical(name, values)
+                  for name, values in definition.search_space.items()}
+        # Everything a checkpoint depends on; one made under another budget is not reused.
+        key = {"params": params, **definition.budget()}
+
+        # A fresh graph per trial keeps memory flat across trials; one seed for every trial
+        # gives every grid point the same initial weights and the same batch order.
+        keras.backend.clear_session()
+        keras.utils.set_random_seed(definition.seed)
+        started = time.perf_counter()
+
+        restored = self.checkpoints.load(params, key) if self.checkpoints else None
+        if restored is not None:
+            model, first_epoch = restored.model, restored.epochs_done
+            history, epoch_seconds = restored.history, restored.epoch_seconds
+            for epoch, value in enumerate(history["val_accuracy"], start=1):
+                trial.report(value, step=epoch)
+            trial.set_user_attr("resumed_from_epoch", first_epoch)
+            logger.info("trial %d resumes %s after epoch %d", trial.number, params, first_epoch)
+        else:
+            model = build_model(definition.hidden_units, params["learning_rate"])
+            first_epoch, history, epoch_seconds = 0, {}, []
+        trial.set_user_attr("seed", definition.seed)
+        trial.set_user_attr("versions", versions())
+        trial.set_user_attr("data_sizes", self.data.describe())
+
+        callback = _TrialCallback(self, trial, params, key, history, epoch_seconds)
+        loop = training.fit(model, self.data, batch_size=int(params["batch_size"]),
+                            epochs=definition.epochs, seed=definition.seed,
+                            initial_epoch=first_epoch, callbacks=[callback])
+        # Recorded for the report only: the test set never chooses anything.
+        test_loss, test_accuracy = loop.evaluate(self.data.x_test, self.data.y_test)
+        best_epoch = int(np.argmax(history["val_accuracy"])) + 1
+        trial.set_user_attr("best_epoch", best_epoch)
+        trial.set_user_attr("best_val_accuracy", max(history["val_accuracy"]))
+        trial.set_user_attr("test_accuracy", float(test_accuracy))
+        trial.set_user_attr("test_loss", float(test_loss))
+        trial.set_user_attr("epoch_seconds", epoch_seconds)
+        trial.set_user_attr("seconds", sum(epoch_seconds))
+        trial.set_user_attr("wall_seconds", time.perf_counter() - started)
+        # The last epoch's score: it belongs to the model whose test accuracy is recorded,
+        # and picking the best epoch on the validation set would bias it upward.
+        return history["val_accuracy"][-1]

@@ -1,0 +1,110 @@
+"""What ``python -m search.run`` does, as functions that tests call without a subprocess."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+import optuna
+
+from search import definition as definitions
+from search import grid, report, study
+from search.checkpoints import CheckpointStore
+from search.errors import SearchError
+from search.storage import open_storage, storage_errors
+
+logger = logging.getLogger(__name__)
+
+QUICK_TRAIN_SIZE = 2000
+
+
+def effective_definition(args: argparse.Namespace) -> definitions.StudyDefinition:
+    studies_dir = args.studies_dir or definitions.STUDIES_DIR
+    loaded = definitions.load(args.study, studies_dir)
+    if args.epochs is not None and args.epochs <= 0:
+        raise SearchError(f"--epochs must be positive, not {args.epochs}")
+    if args.quick:
+        return loaded.with_overrides(epochs=1, train_size=QUICK_TRAIN_SIZE,
+                                     name_suffix="-quick")
+    if args.epochs is not None and args.epochs != loaded.epochs:
+        return loaded.with_overrides(epochs=args.epochs, name_suffix=f"-epochs{args.epochs}")
+    return loaded
+
+
+def configure_threads(threads: int) -> None:
+    """Pin TensorFlow's thread pools before it starts, so workers don't oversubscribe."""
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(max(1, min(2, threads)))
+
+
+def threads_per_worker(args: argparse.Namespace) -> int:
+    if args.threads is not None:
+        if args.threads <= 0:
+            raise SearchError(f"--threads must be positive, not {args.threads}")
+        return args.threads
+    return max(1, (os.cpu_count() or 1) // args.workers)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.workers <= 0:
+        raise SearchError(f"--workers must be positive, not {args.workers}")
+    definition = effective_definition(args)
+    studies_dir = args.studies_dir or definitions.STUDIES_DIR
+    url = args.storage or definition.default_storage_url(studies_dir)
+    storage = open_storage(url)
+    checkpoints = CheckpointStore(study.checkpoint_root(url, definition.name, studies_dir))
+    with storage_errors(url):
+        if args.fresh and not args.worker_process:
+            if study.delete_study(storage, definition.name, checkpoints):
+                print(f"deleted the stored study '{definition.name}'; starting over",
+                      file=sys.stderr)
+        current = study.open_study(storage, definition)
+        states = [p.state(definition.max_attempts) for p in grid.grid_status(current, definition)]
+        if not args.worker_process and states.count("pending") == 0 and \
+                states.count("running") == 0:
+            print(f"study '{definition.name}' is finished ({states.count('complete')} of "
+                  f"{len(states)} complete); nothing to run", file=sys.stderr)
+            print(report.summary(current))
+            return 0
+    if args.workers > 1 and not args.worker_process:
+        from search import pool
+
+        code = pool.run_pool(args, definition, storage)
+    else:
+        code = _run_one_worker(args, definition, storage, checkpoints, states.count("complete"))
+    if not args.worker_process:
+        with storage_errors(url):
+            print(report.summary(optuna.load_study(study_name=definition.name,
+                                                   storage=storage.optuna)))
+    return code
+
+
+def _run_one_worker(args: argparse.Namespace, definition: definitions.StudyDefinition,
+                    storage, checkpoints: CheckpointStore, done_before: int) -> int:
+    configure_threads(threads_per_worker(args))
+    from search import data
+    from search.objective import Objective
+    from search.progress import Progress, format_params
+
+    dataset = data.split(data.load_raw(args.data_dir), definition.validation_size,
+                         definition.seed, definition.train_size)
+    quiet = args.worker_process
+    progress = Progress(definition, done_before)
+    objective = Objective(definition, dataset, checkpoints,
+                          on_epoch=None if quiet else progress.epoch_end)
+    try:
+        with storage_errors(storage.url):
+            study.run_worker(storage, definition, objective,
+                             on_trial_start=None if quiet else progress.trial_start,
+                             on_trial_end=None if quiet else progress.trial_end)
+    except study.Interrupted as stop:
+        if stop.trial_number is not None:
+            print(f"interrupted: trial {stop.trial_number} ({format_params(stop.params)}) "
+                  f"stopped after epoch {stop.epochs_done}; its checkpoint is kept. "
+                  f"Run the same command to resume.", file=sys.stderr)
+        return 130
+    return 0

@@ -1,0 +1,117 @@
+"""Opening a study's storage: Optuna's RDBStorage on SQLite or PostgreSQL, checked first.
+
+Every way the storage can be wrong (a bad URL, a missing driver, a file that is not a
+database, a read-only or locked file, an unreachable server) becomes one SearchError line,
+raised before anything is written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import optuna
+import sqlalchemy
+
+from search.claims import ClaimTable
+from search.errors import SearchError
+
+# Workers write a heartbeat this often; a trial silent for GRACE_PERIOD is taken as dead.
+# A dead worker on this machine is recognised at once by its process id instead.
+HEARTBEAT_INTERVAL = 5
+GRACE_PERIOD = 30
+# SQLite serialises writers; a writer waits this long for the lock rather than failing
+# with "database is locked" while another worker commits.
+SQLITE_TIMEOUT = 60
+_SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+@dataclasses.dataclass
+class Storage:
+    url: str
+    optuna: optuna.storages.RDBStorage
+    claims: ClaimTable
+
+    @property
+    def display_url(self) -> str:
+        return sqlalchemy.engine.make_url(self.url).render_as_string(hide_password=True)
+
+
+def _check_sqlite_file(url: sqlalchemy.engine.URL) -> None:
+    database = url.database
+    if not database or database == ":memory:":
+        raise SearchError(f"storage {url}: a study needs a file, not an in-memory database")
+    path = Path(database)
+    if not path.parent.is_dir():
+        raise SearchError(f"storage {url}: folder {path.parent} does not exist; create it")
+    if path.exists():
+        if path.is_dir():
+            raise SearchError(f"storage {url}: {path} is a folder, not a database file")
+        with path.open("rb") as file:
+            header = file.read(len(_SQLITE_HEADER))
+        if header and header != _SQLITE_HEADER:
+            raise SearchError(f"storage {url}: {path} is not a SQLite database; "
+                              "point --storage at another file")
+        if not os.access(path, os.W_OK):
+            raise SearchError(f"storage {url}: {path} is read-only; make it writable")
+    if not os.access(path.parent, os.W_OK):
+        raise SearchError(f"storage {url}: folder {path.parent} is read-only; SQLite needs to "
+                          "write its journal there")
+
+
+def describe_error(error: BaseException) -> str:
+    """The first line of a database error, without SQLAlchemy's background links."""
+    original = getattr(error, "orig", None) or error
+    text = str(original).strip().splitlines()[0] if str(original).strip() else type(error).__name__
+    if "locked" in text:
+        text += " (another program holds a write lock; wait for it or stop it)"
+    elif "disk is full" in text or "No space left" in text:
+        text += " (free some disk space; stored trials are intact)"
+    elif "readonly" in text or "read-only" in text:
+        text += " (make the file and its folder writable)"
+    return text
+
+
+@contextlib.contextmanager
+def storage_errors(url: str) -> Iterator[None]:
+    """Turn database failures inside the block into one SearchError line."""
+    shown = sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+    try:
+        yield
+    except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError) as error:
+        cause = error.__cause__ if isinstance(error.__cause__, sqlalchemy.exc.SQLAlchemyError) \
+            else error
+        raise SearchError(f"storage {shown}: {describe_error(cause)}") from None
+
+
+def open_storage(url: str, *, heartbeat: bool = True) -> Storage:
+    """Open (creating if needed) the RDB storage at ``url`` with heartbeats on."""
+    try:
+        parsed = sqlalchemy.engine.make_url(url)
+    except sqlalchemy.exc.ArgumentError:
+        raise SearchError(f"storage URL {url!r} is not a database URL; use e.g. "
+                          "sqlite:///studies/mnist.db or postgresql+psycopg://user@host/db") \
+            from None
+    engine_kwargs: dict = {}
+    if parsed.get_backend_name() == "sqlite":
+        _check_sqlite_file(parsed)
+        engine_kwargs["connect_args"] = {"timeout": SQLITE_TIMEOUT}
+    else:
+        engine_kwargs["pool_pre_ping"] = True
+    try:
+        sqlalchemy.create_engine(parsed, **engine_kwargs).dispose()
+    except (ModuleNotFoundError, sqlalchemy.exc.NoSuchModuleError) as error:
+        extra = " (pip install -e '.[postgres]')" if "postgres" in parsed.drivername else ""
+        raise SearchError(f"storage {parsed.render_as_string(hide_password=True)}: the driver "
+                          f"for '{parsed.drivername}' is not installed ({error}){extra}") from None
+    heartbeat_kwargs = (
+        {"heartbeat_interval": HEARTBEAT_INTERVAL, "grace_period": GRACE_PERIOD} if heartbeat
+        else {}
+    )
+    with storage_errors(url):
+        rdb = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat_kwargs)
+        claims = ClaimTable(rdb.engine)
+    return Storage(url=url, optuna=rdb, claims=claims)
