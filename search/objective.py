@@ -81,11 +81,13 @@ class Objective:
 
     def __init__(self, definition: StudyDefinition, data: Dataset,
                  checkpoints: CheckpointStore | None = None,
-                 on_epoch: EpochListener | None = None) -> None:
+                 on_epoch: EpochListener | None = None,
+                 on_finish: Callable[[optuna.Trial], None] | None = None) -> None:
         self.definition = definition
         self.data = data
         self.checkpoints = checkpoints
         self.on_epoch = on_epoch
+        self.on_finish = on_finish
 
     def __call__(self, trial: optuna.Trial) -> float:
         definition = self.definition
@@ -129,6 +131,8 @@ class Objective:
         trial.set_user_attr("epoch_seconds", epoch_seconds)
         trial.set_user_attr("seconds", sum(epoch_seconds))
         trial.set_user_attr("wall_seconds", time.perf_counter() - started)
+        if self.on_finish is not None:  # now, while the trial runs: artifacts need that
+            self.on_finish(trial)
         # The last epoch's score: it belongs to the model whose test accuracy is recorded,
         # and picking the best epoch on the validation set would bias it upward.
         return history["val_accuracy"][-1]
