@@ -1,0 +1,66 @@
+"""Shared fixtures: real MNIST from ../shared/mnist (or $MNIST_DATA), tiny definitions."""
+
+from __future__ import annotations
+
+import os
+import random
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+REPO = Path(__file__).resolve().parent.parent
+MNIST_DIR = Path(os.environ.get("MNIST_DATA", REPO.parent / "shared" / "mnist"))
+
+
+@pytest.fixture(autouse=True)
+def _seeded() -> None:
+    random.seed(0)
+    np.random.seed(0)
+
+
+@pytest.fixture(scope="session")
+def mnist_dir() -> Path:
+    if not (MNIST_DIR / "train-images-idx3-ubyte.gz").exists():
+        pytest.fail(f"MNIST IDX files not found in {MNIST_DIR}; set MNIST_DATA")
+    return MNIST_DIR
+
+
+@pytest.fixture(scope="session")
+def mnist_raw(mnist_dir: Path) -> tuple[np.ndarray, ...]:
+    from search import data
+
+    return data.load_raw(mnist_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_data(mnist_raw: tuple[np.ndarray, ...]):
+    """600 training and 200 validation images: enough to train, fast to compile."""
+    from search import data
+
+    return data.split(mnist_raw, validation_size=200, seed=0, train_size=600)
+
+
+def write_definition(folder: Path, name: str = "tiny", *, learning_rates=(0.001, 0.01),
+                     batch_sizes=(64,), epochs: int = 1, train_size: int = 600,
+                     validation_size: int = 200, max_attempts: int = 2) -> Path:
+    """A small study definition in ``folder``; returns the file."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.toml"
+    path.write_text(textwrap.dedent(f"""\
+        [search_space]
+        learning_rate = {list(learning_rates)}
+        batch_size = {list(batch_sizes)}
+
+        [training]
+        epochs = {epochs}
+        hidden_units = [16, 8]
+        validation_size = {validation_size}
+        train_size = {train_size}
+        seed = 0
+        max_attempts = {max_attempts}
+        """))
+    return path
