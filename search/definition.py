@@ -100,7 +100,8 @@ def parse(text: str, name: str, source: str) -> StudyDefinition:
         raise SearchError(f"{source}: not valid TOML ({error})") from None
     for section in document:
         if section not in _SCHEMA:
-            raise SearchError(f"{source}: unknown section [{section}]; expected one of "
+            # repr: a quoted TOML name may hold a newline, and the error must stay one line.
+            raise SearchError(f"{source}: unknown section {f'[{section}]'!r}; expected one of "
                               f"{', '.join(_SCHEMA)}")
     space = document.get("search_space")
     if not isinstance(space, dict) or not space:
@@ -127,8 +128,8 @@ def parse(text: str, name: str, source: str) -> StudyDefinition:
             raise SearchError(f"{source}: '{section}' must be a table")
         for key in table:
             if key not in _SCHEMA[section]:
-                raise SearchError(f"{source}: unknown key '{section}.{key}'; expected one of "
-                                  f"{', '.join(_SCHEMA[section])}")
+                raise SearchError(f"{source}: unknown key {f'{section}.{key}'!r}; expected "
+                                  f"one of {', '.join(_SCHEMA[section])}")
         for key, (expected, required, default) in _SCHEMA[section].items():
             if key not in table:
                 if required:
@@ -143,6 +144,9 @@ def parse(text: str, name: str, source: str) -> StudyDefinition:
             raise SearchError(f"{source}: 'training.{key}' must be positive")
     if fields["train_size"] is not None and fields["train_size"] <= 0:
         raise SearchError(f"{source}: 'training.train_size' must be positive")
+    # NumPy's and Keras's seeding accept only unsigned 32-bit seeds; fail here, not mid-study.
+    if not 0 <= fields["seed"] < 2**32:
+        raise SearchError(f"{source}: 'training.seed' must lie in 0..{2**32 - 1}")
     storage_url = fields.pop("url")
     return StudyDefinition(name=name, search_space=space, storage_url=storage_url,
                            source=text, **fields)
@@ -155,4 +159,8 @@ def load(name: str, studies_dir: Path = STUDIES_DIR) -> StudyDefinition:
         known = sorted(p.stem for p in studies_dir.glob("*.toml"))
         raise SearchError(f"no study '{name}': {path} does not exist (known: "
                           f"{', '.join(known) or 'none'})")
-    return parse(path.read_text(encoding="utf-8"), name, str(path))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise SearchError(f"{path}: cannot be read as UTF-8 text ({error})") from None
+    return parse(text, name, str(path))

@@ -85,13 +85,16 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_one_worker(args: argparse.Namespace, definition: definitions.StudyDefinition,
                     storage, checkpoints: CheckpointStore, done_before: int) -> int:
-    configure_threads(threads_per_worker(args))
+    threads = threads_per_worker(args)
     from search import data
+
+    # Data first: a bad folder fails fast, before TensorFlow starts (and logs to stderr).
+    dataset = data.split(data.load_raw(args.data_dir), definition.validation_size,
+                         definition.seed, definition.train_size)
+    configure_threads(threads)
     from search.objective import Objective
     from search.progress import Progress, format_params
 
-    dataset = data.split(data.load_raw(args.data_dir), definition.validation_size,
-                         definition.seed, definition.train_size)
     quiet = args.worker_process
     progress = Progress(definition, done_before)
     objective = Objective(definition, dataset, checkpoints,

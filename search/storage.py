@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import stat
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,6 +29,7 @@ GRACE_PERIOD = 30
 # with "database is locked" while another worker commits.
 SQLITE_TIMEOUT = 60
 _SQLITE_HEADER = b"SQLite format 3\x00"
+_ANY_WRITE_BIT = stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH
 
 
 @dataclasses.dataclass
@@ -55,7 +58,9 @@ def _check_sqlite_file(url: sqlalchemy.engine.URL) -> None:
         if header and header != _SQLITE_HEADER:
             raise SearchError(f"storage {url}: {path} is not a SQLite database; "
                               "point --storage at another file")
-        if not os.access(path, os.W_OK):
+        # os.access alone says yes to root; a file with no write bit was made read-only
+        # on purpose, and writing into it anyway would break that promise.
+        if not os.access(path, os.W_OK) or not path.stat().st_mode & _ANY_WRITE_BIT:
             raise SearchError(f"storage {url}: {path} is read-only; make it writable")
     if not os.access(path.parent, os.W_OK):
         raise SearchError(f"storage {url}: folder {path.parent} is read-only; SQLite needs to "
@@ -111,7 +116,9 @@ def open_storage(url: str, *, heartbeat: bool = True) -> Storage:
         {"heartbeat_interval": HEARTBEAT_INTERVAL, "grace_period": GRACE_PERIOD} if heartbeat
         else {}
     )
-    with storage_errors(url):
+    with storage_errors(url), warnings.catch_warnings():
+        # Heartbeats are experimental in Optuna; the warning would break the one-line errors.
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         rdb = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat_kwargs)
         claims = ClaimTable(rdb.engine)
     return Storage(url=url, optuna=rdb, claims=claims)

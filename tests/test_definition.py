@@ -1,0 +1,130 @@
+"""Study definitions: the real files load, and every malformed one ends in one clear line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from search import definition
+from search.errors import SearchError
+
+VALID = """\
+[search_space]
+learning_rate = [0.0001, 0.001, 0.01]
+batch_size = [32, 64, 128]
+
+[training]
+epochs = 2
+hidden_units = [16, 8]
+validation_size = 200
+seed = 0
+"""
+
+
+@pytest.mark.parametrize("name", ["mnist", "mnist-smoke"])
+def test_project_definitions_load_with_the_full_grid(name: str) -> None:
+    loaded = definition.load(name)
+    assert loaded.name == name
+    assert loaded.search_space == {"learning_rate": [0.0001, 0.001, 0.01],
+                                   "batch_size": [32, 64, 128]}
+    pairs = {(point["learning_rate"], point["batch_size"]) for point in loaded.grid}
+    assert len(loaded.grid) == len(pairs) == 9
+    assert loaded.epochs >= 1 and loaded.hidden_units and loaded.validation_size > 0
+
+
+def test_mnist_is_the_full_budget_and_smoke_its_tiny_twin() -> None:
+    full, smoke = definition.load("mnist"), definition.load("mnist-smoke")
+    assert full.epochs == 10 and full.train_size is None
+    assert smoke.epochs == 1 and smoke.train_size is not None
+    assert smoke.search_space == full.search_space
+
+
+def test_a_valid_file_round_trips(tmp_path: Path) -> None:
+    (tmp_path / "mine.toml").write_text(VALID)
+    loaded = definition.load("mine", tmp_path)
+    assert (loaded.epochs, loaded.hidden_units, loaded.seed) == (2, [16, 8], 0)
+    assert loaded.max_attempts == 3 and loaded.train_size is None
+    assert loaded.default_storage_url(tmp_path) == f"sqlite:///{tmp_path}/mine.db"
+    assert loaded.source == VALID
+
+
+def _replace(old: str, new: str) -> str:
+    assert old in VALID
+    return VALID.replace(old, new)
+
+
+# (id, file text, the key the message must name)
+MALFORMED = [
+    ("unknown section", VALID + "[trainig]\nepochs = 1\n", "trainig"),
+    ("unknown key", _replace("seed = 0", "seed = 0\nepoch = 3"), "training.epoch"),
+    ("unknown storage key", VALID + "[storage]\nuri = 'sqlite:///x.db'\n", "storage.uri"),
+    ("epochs a string", _replace("epochs = 2", 'epochs = "ten"'), "training.epochs"),
+    ("epochs a bool", _replace("epochs = 2", "epochs = true"), "training.epochs"),
+    ("epochs a float", _replace("epochs = 2", "epochs = 2.5"), "training.epochs"),
+    ("epochs zero", _replace("epochs = 2", "epochs = 0"), "training.epochs"),
+    ("hidden_units a string", _replace("[16, 8]", '"16,8"'), "training.hidden_units"),
+    ("hidden_units empty", _replace("[16, 8]", "[]"), "training.hidden_units"),
+    ("hidden_units negative", _replace("[16, 8]", "[16, -8]"), "training.hidden_units"),
+    ("seed negative", _replace("seed = 0", "seed = -1"), "training.seed"),
+    ("seed too large", _replace("seed = 0", "seed = 4294967296"), "training.seed"),
+    ("seed missing", _replace("seed = 0\n", ""), "training.seed"),
+    ("storage url a number", VALID + "[storage]\nurl = 5\n", "storage.url"),
+    ("empty list", _replace("batch_size = [32, 64, 128]", "batch_size = []"),
+     "search_space.batch_size"),
+    ("repeated value", _replace("[32, 64, 128]", "[32, 64, 32]"), "search_space.batch_size"),
+    ("batch size a float", _replace("[32, 64, 128]", "[32, 64.5]"), "search_space.batch_size"),
+    ("nested list", _replace("[32, 64, 128]", "[[32], [64]]"), "search_space.batch_size"),
+    ("missing learning_rate", _replace("learning_rate = [0.0001, 0.001, 0.01]\n", ""),
+     "search_space.learning_rate"),
+    ("learning_rate of 1", _replace("0.01]", "1.0]"), "search_space.learning_rate"),
+    ("learning_rate of 0", _replace("0.0001,", "0.0,"), "search_space.learning_rate"),
+    ("learning_rate negative", _replace("0.0001,", "-0.1,"), "search_space.learning_rate"),
+    ("learning_rate nan", _replace("0.0001,", "nan,"), "search_space.learning_rate"),
+    ("learning_rate a string", _replace("0.0001,", '"fast",'), "search_space.learning_rate"),
+    ("no search space", "[training]" + VALID.split("[training]")[1], "search_space"),
+    ("newline in a key", VALID + '"ep\\nochs" = 1\n', "training.ep"),
+]
+
+
+@pytest.mark.parametrize(("text", "key"), [case[1:] for case in MALFORMED],
+                         ids=[case[0] for case in MALFORMED])
+def test_malformed_definition_is_one_line_naming_file_and_key(
+        tmp_path: Path, text: str, key: str) -> None:
+    path = tmp_path / "broken.toml"
+    path.write_text(text)
+    with pytest.raises(SearchError) as caught:
+        definition.load("broken", tmp_path)
+    message = str(caught.value)
+    assert "\n" not in message and message.strip() == message
+    assert str(path) in message
+    assert key in message
+
+
+@pytest.mark.parametrize("text", ["[search_space\n", "epochs = = 1\n",
+                                  "[training]\nepochs = 1\nepochs = 2\n"],
+                         ids=["unclosed table", "double equals", "duplicate key"])
+def test_invalid_toml_is_one_line_naming_the_file_and_line(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "broken.toml"
+    path.write_text(text)
+    with pytest.raises(SearchError, match=r"not valid TOML") as caught:
+        definition.load("broken", tmp_path)
+    message = str(caught.value)
+    assert "\n" not in message and str(path) in message and "line" in message
+
+
+def test_a_file_that_is_not_text_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "binary.toml"
+    path.write_bytes(b"\xff\xfe\x00\x01 not utf-8")
+    with pytest.raises(SearchError) as caught:
+        definition.load("binary", tmp_path)
+    assert "\n" not in str(caught.value) and str(path) in str(caught.value)
+
+
+def test_unknown_study_names_the_file_and_the_known_ones(tmp_path: Path) -> None:
+    (tmp_path / "mine.toml").write_text(VALID)
+    with pytest.raises(SearchError) as caught:
+        definition.load("mnsit", tmp_path)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert str(tmp_path / "mnsit.toml") in message and "mine" in message
