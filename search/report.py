@@ -14,15 +14,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import optuna
+from optuna.trial import FrozenTrial, TrialState
 
-matplotlib.use("Agg")  # files only; no display is needed or wanted
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import optuna  # noqa: E402
-from optuna.trial import FrozenTrial, TrialState  # noqa: E402
-
-from search.errors import SearchError  # noqa: E402
+from search import figures
+from search.errors import SearchError
 
 
 @dataclasses.dataclass
@@ -104,23 +100,46 @@ def format_table(table: list[Row]) -> str:
     return "\n".join(lines)
 
 
+def _params(params: dict[str, Any]) -> str:
+    return " ".join(f"{name}={value}" for name, value in params.items())
+
+
+def best_line(table: list[Row]) -> str:
+    """``best: learning_rate=... batch_size=... val_accuracy=...``, or that there is none."""
+    ranked = completed(table)
+    if not ranked:
+        return "best: none yet (no grid point is complete)"
+    best = ranked[0]
+    return (f"best: {_params(best.params)} val_accuracy={best.get('val_accuracy'):.4f} "
+            f"test_accuracy={best.get('test_accuracy'):.4f} (trial {best.get('trial')})")
+
+
+def _progress(study: optuna.Study, table: list[Row]) -> str:
+    done = sum(row.state == "complete" for row in table)
+    return f"study '{study.study_name}': {done} of {len(table)} grid points complete"
+
+
 def summary(study: optuna.Study) -> str:
     """The table, how much is done, and the best pair."""
     table = rows(study)
-    done = sum(row.state == "complete" for row in table)
-    lines = [f"study '{study.study_name}': {done} of {len(table)} grid points complete", "",
-             format_table(table), ""]
-    ranked = completed(table)
-    if ranked:
-        best = ranked[0]
-        lines.append(f"best: {' '.join(f'{k}={v}' for k, v in best.params.items())} "
-                     f"val_accuracy={best.get('val_accuracy'):.4f} "
-                     f"test_accuracy={best.get('test_accuracy'):.4f} (trial {best.get('trial')})")
-    else:
-        lines.append("best: none yet (no grid point is complete)")
+    lines = [_progress(study, table), "", format_table(table), "", best_line(table)]
     failed = [row for row in table if row.state == "failed"]
     for row in failed:
         lines.append(f"failed: {row.params}: {row.trial.user_attrs.get('failure')}")
+    return "\n".join(lines)
+
+
+def markdown(study: optuna.Study) -> str:
+    """The summary as Markdown: the study's note in optuna-dashboard."""
+    table = rows(study)
+    data = records(table)
+    headers = list(data[0])
+    lines = [f"### {_progress(study, table)}", "", f"**{best_line(table)}**", "",
+             "| " + " | ".join(headers) + " |", "|" + " ---: |" * len(headers)]
+    lines += ["| " + " | ".join(_cell(record[h]) for h in headers) + " |" for record in data]
+    lines += ["", "val_accuracy is the last epoch's. Each trial's page lists its accuracy and "
+              "loss curves and its history as artifacts. Full report: "
+              f"`python scripts/report.py --study {study.study_name}`"]
     return "\n".join(lines)
 
 
@@ -137,95 +156,21 @@ def to_json(table: list[Row]) -> str:
     return json.dumps(records(table), indent=2)
 
 
-def plot_curves(trial: FrozenTrial, path: Path, title: str) -> Path:
-    """Train and validation accuracy and loss of one trial, over epochs."""
-    history = trial.user_attrs["history"]
-    epochs = np.arange(1, len(history["loss"]) + 1)
-    figure, (accuracy_axis, loss_axis) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for axis, metric, label in ((accuracy_axis, "accuracy", "accuracy"),
-                                (loss_axis, "loss", "cross-entropy loss")):
-        axis.plot(epochs, history[metric], "o-", label="train")
-        axis.plot(epochs, history[f"val_{metric}"], "s-", label="validation")
-        axis.set_xlabel("epoch")
-        axis.set_ylabel(label)
-        axis.set_xticks(epochs)
-        axis.grid(alpha=0.3)
-        axis.legend()
-    best_epoch = trial.user_attrs.get("best_epoch")
-    if best_epoch:
-        accuracy_axis.axvline(best_epoch, color="grey", linestyle=":", label="best epoch")
-    accuracy_axis.set_title("accuracy")
-    loss_axis.set_title("loss")
-    figure.suptitle(title)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
-
-
-def plot_heatmap(study: optuna.Study, table: list[Row], path: Path) -> Path:
-    """Validation accuracy over the learning-rate x batch-size grid, cells annotated."""
-    space = study.user_attrs["budget"]["search_space"]
-    rates, sizes = space["learning_rate"], space["batch_size"]
-    values = np.full((len(rates), len(sizes)), np.nan)
-    for row in table:
-        if row.state == "complete":
-            i, j = rates.index(row.params["learning_rate"]), sizes.index(row.params["batch_size"])
-            values[i, j] = row.get("val_accuracy")
-    figure, axis = plt.subplots(figsize=(6, 4.5))
-    image = axis.imshow(values, cmap="viridis", aspect="auto")
-    colour_bar = figure.colorbar(image, ax=axis)
-    colour_bar.set_label("validation accuracy (last epoch)")
-    axis.set_xticks(range(len(sizes)), [str(s) for s in sizes])
-    axis.set_yticks(range(len(rates)), [str(r) for r in rates])
-    axis.set_xlabel("batch size (images per step)")
-    axis.set_ylabel("learning rate (Adam)")
-    finite = values[np.isfinite(values)]
-    middle = (finite.min() + finite.max()) / 2 if finite.size else 0
-    for (i, j), value in np.ndenumerate(values):
-        text = "not run" if np.isnan(value) else f"{value:.4f}"
-        colour = "black" if np.isfinite(value) and value > middle else "white"
-        axis.text(j, i, text, ha="center", va="center", color=colour)
-    axis.set_title(f"{study.study_name}: validation accuracy per grid point")
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
-
-
-def plot_validation_overlay(table: list[Row], path: Path, title: str) -> Path:
-    """Every finished trial's validation accuracy per epoch, one line each."""
-    figure, axis = plt.subplots(figsize=(8, 5))
-    for row in completed(table):
-        history = row.trial.user_attrs.get("history", {})
-        values = history.get("val_accuracy", [])
-        label = " ".join(f"{k}={v}" for k, v in row.params.items())
-        axis.plot(range(1, len(values) + 1), values, marker=".", label=label)
-    axis.set_xlabel("epoch")
-    axis.set_ylabel("validation accuracy")
-    axis.set_title(title)
-    axis.grid(alpha=0.3)
-    axis.legend(fontsize=8, loc="lower right")
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
-
-
 def write_figures(study: optuna.Study, out_dir: Path) -> list[Path]:
     """The best trial's curves, the heatmap and the overlay, as PNGs in ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     table = rows(study)
     ranked = completed(table)
+    space = study.user_attrs["budget"]["search_space"]
     written = []
     if ranked:
         best = ranked[0]
-        params = " ".join(f"{k}={v}" for k, v in best.params.items())
-        written.append(plot_curves(best.trial, out_dir / "best_trial_curves.png",
-                                   f"{study.study_name}, best trial: {params}"))
-        written.append(plot_validation_overlay(
+        written.append(figures.plot_curves(
+            best.trial, out_dir / "best_trial_curves.png",
+            f"{study.study_name}, best trial #{best.get('trial')}: {_params(best.params)}"))
+        written.append(figures.plot_validation_overlay(
             table, out_dir / "validation_curves.png",
-            f"{study.study_name}: validation accuracy of every trial"))
-    if "learning_rate" in study.user_attrs["budget"]["search_space"]:
-        written.append(plot_heatmap(study, table, out_dir / "heatmap.png"))
+            f"{study.study_name}: validation accuracy of every finished trial"))
+    written.append(figures.plot_heatmap(study.study_name, space, table,
+                                        out_dir / "heatmap.png"))
     return written

@@ -203,12 +203,27 @@ def run_worker(
     return result
 
 
-def checkpoint_root(storage_url: str, study_name: str, studies_dir: Path) -> Path:
-    """Checkpoints live beside a SQLite file, else under studies/."""
+def beside_storage(storage_url: str, suffix: str) -> Path | None:
+    """``studies/mnist.db`` -> ``studies/mnist.SUFFIX``; None unless the storage is a file."""
     from sqlalchemy.engine import make_url
 
     url = make_url(storage_url)
     if url.get_backend_name() == "sqlite" and url.database:
         database = Path(url.database)
-        return database.with_name(database.stem + ".checkpoints") / study_name
-    return studies_dir / f"{study_name}.checkpoints"
+        return database.with_name(f"{database.stem}.{suffix}")
+    return None
+
+
+def checkpoint_root(storage_url: str, study_name: str, studies_dir: Path) -> Path:
+    """Checkpoints live beside a SQLite file, else under studies/."""
+    folder = beside_storage(storage_url, "checkpoints")
+    return folder / study_name if folder else studies_dir / f"{study_name}.checkpoints"
+
+
+def artifact_root(storage_url: str, study_name: str, studies_dir: Path) -> Path:
+    """Trial figures for optuna-dashboard: beside a SQLite file, else under studies/.
+
+    One folder serves every study in a SQLite file (artifact ids are unique), so the
+    dashboard, which shows a whole storage, finds them all.
+    """
+    return beside_storage(storage_url, "artifacts") or studies_dir / f"{study_name}.artifacts"
