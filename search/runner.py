@@ -92,18 +92,30 @@ def _run_one_worker(args: argparse.Namespace, definition: definitions.StudyDefin
     dataset = data.split(data.load_raw(args.data_dir), definition.validation_size,
                          definition.seed, definition.train_size)
     configure_threads(threads)
+    from search import artifacts
     from search.objective import Objective
     from search.progress import Progress, format_params
 
     quiet = args.worker_process
     progress = Progress(definition, done_before)
+    # Every worker, quiet or not, attaches figures and refreshes the dashboard's note.
+    figures_root = study.artifact_root(storage.url, definition.name,
+                                       args.studies_dir or definitions.STUDIES_DIR)
     objective = Objective(definition, dataset, checkpoints,
-                          on_epoch=None if quiet else progress.epoch_end)
+                          on_epoch=None if quiet else progress.epoch_end,
+                          on_finish=artifacts.TrialArtifacts(figures_root))
+    note = artifacts.StudyNote(storage, definition.name)
+
+    def trial_end(trial: optuna.trial.FrozenTrial) -> None:
+        note()
+        if not quiet:
+            progress.trial_end(trial)
+
     try:
         with storage_errors(storage.url):
             study.run_worker(storage, definition, objective,
                              on_trial_start=None if quiet else progress.trial_start,
-                             on_trial_end=None if quiet else progress.trial_end)
+                             on_trial_end=trial_end)
     except study.Interrupted as stop:
         if stop.trial_number is not None:
             print(f"interrupted: trial {stop.trial_number} ({format_params(stop.params)}) "

@@ -1,0 +1,93 @@
+"""What optuna-dashboard shows beyond its own plots: each trial's curves and history, and a note.
+
+optuna-dashboard draws one series per trial, so a trial's accuracy and loss cannot be seen
+together there. ``search.runner`` therefore attaches to every finished trial a PNG of its
+train/validation accuracy and loss and its history as CSV (Optuna artifacts, in a folder
+beside the study), and keeps a Markdown note on the study with the table and the best pair.
+``python -m search.dashboard --study mnist`` serves both.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import tempfile
+import warnings
+from pathlib import Path
+
+import optuna
+import optuna_dashboard
+from optuna.artifacts import FileSystemArtifactStore, upload_artifact
+
+from search import figures, report
+from search.storage import Storage
+
+logger = logging.getLogger(__name__)
+
+
+def open_store(root: Path) -> FileSystemArtifactStore:
+    root.mkdir(parents=True, exist_ok=True)
+    return FileSystemArtifactStore(root)
+
+
+def write_history(trial: optuna.Trial | optuna.trial.FrozenTrial, path: Path) -> Path:
+    """One row per epoch: the four metrics and the epoch's training seconds."""
+    history = trial.user_attrs["history"]
+    seconds = trial.user_attrs.get("epoch_seconds", [])
+    names = ["loss", "accuracy", "val_loss", "val_accuracy"]
+    with path.open("w", newline="", encoding="utf-8") as file:
+        writer = csv.writer(file)
+        writer.writerow(["epoch", *names, "seconds"])
+        for epoch in range(len(history["loss"])):
+            writer.writerow([epoch + 1, *(history[name][epoch] for name in names),
+                             seconds[epoch] if epoch < len(seconds) else ""])
+    return path
+
+
+class TrialArtifacts:
+    """The objective's ``on_finish`` hook: upload a trial's curves and history.
+
+    It runs before the trial is told its value, because Optuna refuses to attach anything
+    to a finished trial.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def __call__(self, trial: optuna.Trial) -> None:
+        params = " ".join(f"{name}={value}" for name, value in trial.params.items())
+        try:
+            store = open_store(self.root)
+            with tempfile.TemporaryDirectory() as folder:
+                stem = Path(folder) / f"trial-{trial.number}"
+                curves = figures.plot_curves(trial, stem.with_name(stem.name + "-curves.png"),
+                                             f"{trial.study.study_name}, trial #{trial.number}: "
+                                             f"{params}")
+                history = write_history(trial, stem.with_name(stem.name + "-history.csv"))
+                curves_id, history_id = (
+                    upload_artifact(artifact_store=store, file_path=str(path),
+                                    study_or_trial=trial) for path in (curves, history))
+            # The trial's note shows the figure full size on its page, not only as a
+            # thumbnail among the artifacts; the links follow optuna-dashboard's routes.
+            link = f"/artifacts/{trial.study._study_id}/{trial._trial_id}"
+            optuna_dashboard.save_note(trial, f"![accuracy and loss]({link}/{curves_id})\n\n"
+                                              f"[history as CSV]({link}/{history_id})")
+        except OSError as error:  # a full disk costs the figure, not the trained trial
+            logger.warning("trial %d: could not store its figures in %s: %s", trial.number,
+                           self.root, error)
+
+
+class StudyNote:
+    """A ``run_worker`` ``on_trial_end`` hook: rewrite the study's note from storage."""
+
+    def __init__(self, storage: Storage, study_name: str) -> None:
+        self.storage = storage
+        self.study_name = study_name
+
+    def __call__(self, trial: optuna.trial.FrozenTrial | None = None) -> None:
+        study = optuna.load_study(study_name=self.study_name, storage=self.storage.optuna)
+        optuna_dashboard.save_note(study, report.markdown(study))
+        if study.metric_names is None:  # the dashboard's plots then say what the value is
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                study.set_metric_names(["val_accuracy"])

@@ -1,0 +1,92 @@
+"""Watch a study in optuna-dashboard: ``python -m search.dashboard --study mnist``.
+
+Serves the study's storage (where ``python -m search.run`` put it) and its artifact folder,
+so each trial's page lists its accuracy and loss curves. Binds to 127.0.0.1 unless told
+otherwise; the page updates while the study runs. Ctrl-C stops it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import socketserver
+import sys
+import wsgiref.simple_server
+from pathlib import Path
+
+import optuna_dashboard
+from optuna.artifacts import FileSystemArtifactStore
+
+from search import definition as definitions
+from search import stored
+from search import study as studies
+from search.errors import SearchError
+from search.run import _Parser
+
+
+class _Server(socketserver.ThreadingMixIn, wsgiref.simple_server.WSGIServer):
+    daemon_threads = True  # a browser's open connection must not keep Ctrl-C waiting
+
+
+class _QuietHandler(wsgiref.simple_server.WSGIRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:  # one line per request is noise
+        pass
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m search.dashboard", description=__doc__,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--study", required=True, metavar="NAME",
+                        help="the study to watch: studies/NAME.toml (or NAME-quick, ...)")
+    parser.add_argument("--storage", metavar="URL",
+                        help="SQLAlchemy database URL (default: as python -m search.run)")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (default 127.0.0.1: this machine only)")
+    parser.add_argument("--port", type=int, default=8080,
+                        help="port to listen on (default 8080; 0 picks a free one)")
+    parser.add_argument("--studies-dir", type=Path, metavar="DIR",
+                        help="where definitions live (default: the project's studies/)")
+    return parser
+
+
+def make_server(args: argparse.Namespace) -> tuple[wsgiref.simple_server.WSGIServer, str]:
+    """The dashboard's HTTP server, bound but not yet serving, and its URL."""
+    if not 0 <= args.port <= 65535:
+        raise SearchError(f"--port must lie in 0..65535, not {args.port}")
+    studies_dir = args.studies_dir or definitions.STUDIES_DIR
+    url = stored.storage_url(args.study, args.storage, studies_dir)
+    storage = stored.open_storage(url, args.study)
+    study_id = storage.get_study_id_from_name(args.study)
+    # Not created here: a study that has attached nothing yet simply lists no artifacts.
+    store = FileSystemArtifactStore(studies.artifact_root(url, args.study, studies_dir))
+    app = optuna_dashboard.wsgi(storage, artifact_store=store)
+    try:
+        server = wsgiref.simple_server.make_server(args.host, args.port, app,
+                                                   server_class=_Server,
+                                                   handler_class=_QuietHandler)
+    except OSError as error:
+        raise SearchError(f"cannot listen on {args.host}:{args.port} ({error.strerror}); "
+                          "pick another --port (or check --host)") from None
+    host, port = server.server_address[:2]
+    shown = f"[{host}]" if ":" in host else host
+    return server, f"http://{shown}:{port}/dashboard/studies/{study_id}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        server, url = make_server(args)
+    except SearchError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(f"optuna-dashboard for study '{args.study}': {url}  (Ctrl-C stops it)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
