@@ -163,8 +163,9 @@ def test_browser_shows_the_study_its_trials_and_a_trial_figure(
             page.wait_for_load_state("networkidle")
             # The image was served from the artifact store, not just listed.
             assert figure.evaluate("image => image.complete && image.naturalWidth") > 0
-            # The trial page scrolls inside its own pane: a tall viewport shows it all.
-            page.set_viewport_size({"width": 1400, "height": 1600})
+            # The trial page scrolls inside its own pane, and the stored history widens it:
+            # a large viewport shows it all.
+            page.set_viewport_size({"width": 2100, "height": 1500})
             page.screenshot(path=tmp_path / "dashboard-trial.png")
         finally:
             browser.close()
