@@ -43,23 +43,20 @@ def _boot_id() -> str:
 
 
 def _process_start(pid: int) -> str:
-    """The kernel's start time of ``pid``, so a reused pid is not taken for the old process."""
+    """The kernel's start time of a living ``pid`` ("?" if none), so a reused pid is not
+    taken for the old process. A zombie counts as dead: it has exited, only its parent
+    has not collected it yet."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return fields[19]
-    except (OSError, IndexError):
+    except OSError:
         return "?"
+    return "?" if fields[0] in ("Z", "X") else fields[19]
 
 
 def current_owner() -> str:
     """This process, named so that another process can tell whether it is still alive."""
     pid = os.getpid()
     return f"{socket.gethostname()}/{_boot_id()}/{pid}/{_process_start(pid)}"
-
-
-def is_local(owner: str) -> bool:
-    host, boot, *_ = owner.split("/")
-    return host == socket.gethostname() and boot == _boot_id()
 
 
 def is_alive(owner: str) -> bool | None:

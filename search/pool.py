@@ -17,6 +17,7 @@ import time
 import optuna
 from optuna.trial import TrialState
 
+from search import grid
 from search.definition import StudyDefinition
 from search.progress import format_params, format_seconds
 from search.storage import Storage
@@ -86,7 +87,8 @@ def run_pool(args: argparse.Namespace, definition: StudyDefinition, storage: Sto
                                              storage=storage.optuna), definition)
     interrupted = False
     try:
-        while any(worker.poll() is None for worker in workers):
+        # poll() every worker each round (no short-circuit): it also reaps the dead ones.
+        while [worker.poll() for worker in workers].count(None):
             monitor.poll()
             time.sleep(POLL_SECONDS)
     except KeyboardInterrupt:
@@ -105,5 +107,7 @@ def run_pool(args: argparse.Namespace, definition: StudyDefinition, storage: Sto
     failed = [f"worker {i + 1} exited with {code}" for i, code in enumerate(codes) if code]
     if failed:
         print("; ".join(failed), file=sys.stderr)
-        return 1
-    return 0
+    # A worker that died is not a failed study: the others pick up its point.
+    states = {point.state(definition.max_attempts)
+              for point in grid.grid_status(monitor.study, definition)}
+    return 1 if failed and states & {"pending", "running"} else 0

@@ -16,7 +16,7 @@ from pathlib import Path
 # Before TensorFlow is imported anywhere: keep its C++ start-up chatter off the terminal.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from search import runner  # noqa: E402
+from search import runner, study  # noqa: E402
 from search.errors import SearchError  # noqa: E402
 
 
@@ -72,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
+        study.ignore_further_interrupts()
         print("interrupted; run the same command again to resume", file=sys.stderr)
         return 130
 

@@ -59,6 +59,10 @@ def run(args: argparse.Namespace) -> int:
     checkpoints = CheckpointStore(study.checkpoint_root(url, definition.name, studies_dir))
     with storage_errors(url):
         if args.fresh and not args.worker_process:
+            from search import artifacts
+
+            artifacts.discard(storage, definition.name,
+                              study.artifact_root(url, definition.name, studies_dir))
             if study.delete_study(storage, definition.name, checkpoints):
                 print(f"deleted the stored study '{definition.name}'; starting over",
                       file=sys.stderr)
@@ -73,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     if args.workers > 1 and not args.worker_process:
         from search import pool
 
-        code = pool.run_pool(args, definition, storage)
+        code = pool.run_pool(args, definition, storage, threads_per_worker(args))
     else:
         code = _run_one_worker(args, definition, storage, checkpoints, states.count("complete"))
     if not args.worker_process:

@@ -103,10 +103,14 @@ def _heartbeat(storage: Storage, trial_id: int) -> Iterator[None]:
         thread.join()
 
 
+def _in_main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
 @contextlib.contextmanager
 def _no_interrupts() -> Iterator[None]:
     """Hold off Ctrl-C while a trial's outcome is written, so a second one can't split it."""
-    if threading.current_thread() is not threading.main_thread():
+    if not _in_main_thread():
         yield
         return
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -114,6 +118,17 @@ def _no_interrupts() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def ignore_further_interrupts() -> None:
+    """After the first Ctrl-C the run is already stopping: more of them change nothing.
+
+    Without this a second Ctrl-C while TensorFlow shuts down kills the process by signal
+    instead of letting it exit 130 with its message.
+    """
+    if _in_main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def _create_trial(study: optuna.Study, storage: Storage, grid_id: int, attempt: int,
@@ -175,10 +190,10 @@ def run_worker(
             with _heartbeat(storage, trial._trial_id):
                 value = objective(trial)
         except KeyboardInterrupt:
-            with _no_interrupts():
-                epochs = storage.optuna.get_trial(trial._trial_id).user_attrs.get("epochs_done", 0)
-                grid.mark_failed(storage, trial._trial_id,
-                                 f"interrupted after epoch {epochs}: resumed on the next run")
+            ignore_further_interrupts()
+            epochs = storage.optuna.get_trial(trial._trial_id).user_attrs.get("epochs_done", 0)
+            grid.mark_failed(storage, trial._trial_id,
+                             f"interrupted after epoch {epochs}: resumed on the next run")
             raise Interrupted(trial.number, params, epochs) from None
         except optuna.exceptions.UpdateFinishedTrialError:
             logger.warning("trial %d was failed by another worker; moving on", trial.number)

@@ -10,8 +10,14 @@ import pytest
 from optuna.trial import TrialState
 
 from tests.conftest import write_definition
-from tests.helpers import (complete_by_params, run_to_end, running_after_epoch, start_run,
-                           trials, wait_for)
+from tests.helpers import (
+    complete_by_params,
+    run_to_end,
+    running_after_epoch,
+    start_run,
+    trials,
+    wait_for,
+)
 
 EPOCHS = 4
 GRID = 3  # learning rates x one batch size
