@@ -67,13 +67,13 @@ def run(args: argparse.Namespace) -> int:
                 print(f"deleted the stored study '{definition.name}'; starting over",
                       file=sys.stderr)
         current = study.open_study(storage, definition)
-        states = [p.state(definition.max_attempts) for p in grid.grid_status(current, definition)]
-        if not args.worker_process and states.count("pending") == 0 and \
-                states.count("running") == 0:
+        states = _states(current, definition)
+        if not args.worker_process and not {"pending", "running"} & set(states):
+            # Optuna would run one duplicate trial on an exhausted grid: check first.
             print(f"study '{definition.name}' is finished ({states.count('complete')} of "
                   f"{len(states)} complete); nothing to run", file=sys.stderr)
             print(report.summary(current))
-            return 0
+            return _exit_code(states, definition)
     if args.workers > 1 and not args.worker_process:
         from search import pool
 
@@ -82,9 +82,25 @@ def run(args: argparse.Namespace) -> int:
         code = _run_one_worker(args, definition, storage, checkpoints, states.count("complete"))
     if not args.worker_process:
         with storage_errors(url):
-            print(report.summary(optuna.load_study(study_name=definition.name,
-                                                   storage=storage.optuna)))
+            final = optuna.load_study(study_name=definition.name, storage=storage.optuna)
+            print(report.summary(final))
+            if code == 0:
+                code = _exit_code(_states(final, definition), definition)
     return code
+
+
+def _states(current: optuna.Study, definition: definitions.StudyDefinition) -> list[str]:
+    return [point.state(definition.max_attempts)
+            for point in grid.grid_status(current, definition)]
+
+
+def _exit_code(states: list[str], definition: definitions.StudyDefinition) -> int:
+    """1 when grid points were given up: a study with holes is not a success."""
+    failed = states.count("failed")
+    if failed:
+        print(f"{failed} grid point(s) failed {definition.max_attempts} times (see 'failed:' "
+              "above); fix the cause, then start over with --fresh", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def _run_one_worker(args: argparse.Namespace, definition: definitions.StudyDefinition,

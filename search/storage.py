@@ -103,7 +103,8 @@ def open_storage(url: str, *, heartbeat: bool = True) -> Storage:
     engine_kwargs: dict = {}
     if parsed.get_backend_name() == "sqlite":
         _check_sqlite_file(parsed)
-        engine_kwargs["connect_args"] = {"timeout": SQLITE_TIMEOUT}
+        if "timeout" not in parsed.query:  # sqlite:///x.db?timeout=S sets it per URL
+            engine_kwargs["connect_args"] = {"timeout": SQLITE_TIMEOUT}
     else:
         engine_kwargs["pool_pre_ping"] = True
     try:

@@ -1,0 +1,120 @@
+"""Failed trials, foreign workers and storage faults: bounded retries, one line, no loss."""
+
+from __future__ import annotations
+
+import datetime
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+import sqlalchemy
+from optuna.trial import TrialState
+
+from search import definition, grid, report, study
+from search.objective import Objective
+from search.storage import open_storage
+from tests.conftest import REPO, write_definition
+
+
+def load_tiny(tmp_path: Path, **kwargs) -> definition.StudyDefinition:
+    write_definition(tmp_path, "tiny", **kwargs)
+    return definition.load("tiny", tmp_path)
+
+
+def test_a_failing_point_is_retried_then_reported_failed(tmp_path, tiny_data):
+    tiny = load_tiny(tmp_path, max_attempts=2)
+    storage = open_storage(f"sqlite:///{tmp_path}/tiny.db")
+
+    def diverge_at_low_rate(trial, epoch, logs, seconds):
+        if trial.params["learning_rate"] == 0.001:
+            raise FloatingPointError("loss became nan")
+
+    result = study.run_worker(storage, tiny, Objective(tiny, tiny_data,
+                                                       on_epoch=diverge_at_low_rate))
+    assert (result.completed, result.failed) == (1, 2)
+    loaded = optuna.load_study(study_name="tiny", storage=storage.optuna)
+    states = {p.params["learning_rate"]: p.state(tiny.max_attempts)
+              for p in grid.grid_status(loaded, tiny)}
+    assert states == {0.001: "failed", 0.01: "complete"}
+    text = report.summary(loaded)
+    assert "1 of 2 grid points complete" in text
+    assert "failed: {'learning_rate': 0.001" in text and "FloatingPointError" in text
+    # A rerun does not try a given-up point again, nor touch the finished one.
+    again = study.run_worker(storage, tiny, Objective(tiny, tiny_data))
+    assert again.trials_run == 0
+
+
+def _foreign_running_trial(storage, tiny, grid_id: int, heartbeat_age: float) -> int:
+    """A trial RUNNING on another machine, its last heartbeat ``heartbeat_age`` s ago."""
+    loaded = study.open_study(storage, tiny)
+    sampler = grid.make_sampler(tiny)
+    trial = study._create_trial(loaded, storage, grid_id, 0, "elsewhere/boot/1/1", sampler)
+    storage.claims.try_claim(loaded._study_id, grid_id, 0, "elsewhere/boot/1/1")
+    storage.optuna.record_heartbeat(trial._trial_id)
+    with storage.optuna.engine.begin() as connection:
+        connection.execute(sqlalchemy.text(
+            "UPDATE trial_heartbeats SET heartbeat = :when WHERE trial_id = :id"),
+            {"when": datetime.datetime.now() - datetime.timedelta(seconds=heartbeat_age),
+             "id": trial._trial_id})
+    return trial.number
+
+
+def test_a_silent_foreign_worker_is_replaced_a_live_one_is_not(tmp_path, tiny_data):
+    tiny = load_tiny(tmp_path)
+    storage = open_storage(f"sqlite:///{tmp_path}/tiny.db")
+    ids = grid.grid_ids(tiny)
+    stale = _foreign_running_trial(storage, tiny, ids[0], heartbeat_age=3600)
+    alive = _foreign_running_trial(storage, tiny, ids[1], heartbeat_age=0)
+
+    result = study.run_worker(storage, tiny, Objective(tiny, tiny_data), max_trials=1)
+    assert result.completed == 1
+    trials = {t.number: t for t in
+              optuna.load_study(study_name="tiny", storage=storage.optuna).get_trials()}
+    assert trials[stale].state == TrialState.FAIL
+    assert trials[stale].user_attrs["failure"] == "worker died: its heartbeat stopped"
+    assert trials[alive].state == TrialState.RUNNING  # another machine's work is left alone
+    complete = [t for t in trials.values() if t.state == TrialState.COMPLETE]
+    assert [t.params for t in complete] == [tiny.grid[0]]
+
+
+def test_a_locked_database_is_one_line_and_loses_nothing(tmp_path, mnist_dir):
+    write_definition(tmp_path, "tiny")
+    url = f"sqlite:///{tmp_path}/tiny.db"
+    command = [sys.executable, "-m", "search.run", "--study", "tiny", "--studies-dir",
+               str(tmp_path), "--data-dir", str(mnist_dir)]
+    first = subprocess.run([*command, "--storage", url], cwd=REPO, capture_output=True,
+                           text=True, timeout=300)
+    assert first.returncode == 0, first.stderr
+    before = (tmp_path / "tiny.db").read_bytes()
+
+    holder = sqlite3.connect(tmp_path / "tiny.db")
+    holder.execute("BEGIN EXCLUSIVE")  # another program writing, for as long as it likes
+    try:
+        # The URL's timeout shortens the wait for the lock from a minute to a second.
+        locked = subprocess.run([*command, "--storage", url + "?timeout=1", "--fresh"],
+                                cwd=REPO, capture_output=True, text=True, timeout=300)
+    finally:
+        holder.rollback()
+        holder.close()
+    assert locked.returncode != 0
+    lines = locked.stderr.strip().splitlines()
+    assert len(lines) == 1 and "locked" in lines[0], locked.stderr
+    assert (tmp_path / "tiny.db").read_bytes() == before
+
+
+@pytest.mark.parametrize("flag", ["--fresh"])
+def test_fresh_is_the_only_way_to_start_over(tmp_path, mnist_dir, flag):
+    write_definition(tmp_path, "tiny")
+    url = f"sqlite:///{tmp_path}/tiny.db"
+    command = [sys.executable, "-m", "search.run", "--study", "tiny", "--studies-dir",
+               str(tmp_path), "--data-dir", str(mnist_dir), "--storage", url]
+    for extra in ([], [], [flag]):
+        result = subprocess.run([*command, *extra], cwd=REPO, capture_output=True, text=True,
+                                timeout=300)
+        assert result.returncode == 0, result.stderr
+    trials = optuna.load_study(study_name="tiny", storage=url).get_trials()
+    assert [t.number for t in trials] == [0, 1]  # deleted and run anew, once
+    assert "deleted the stored study" in result.stderr
