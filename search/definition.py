@@ -117,6 +117,10 @@ def parse(text: str, name: str, source: str) -> StudyDefinition:
     for key in _REQUIRED_PARAMETERS:
         if key not in space:
             raise SearchError(f"{source}: 'search_space.{key}' is missing")
+    for key in space:
+        if key not in _REQUIRED_PARAMETERS:  # the model would silently ignore it
+            raise SearchError(f"{source}: {'search_space.' + key!r} is not a parameter of "
+                              f"this model; it takes {', '.join(_REQUIRED_PARAMETERS)}")
     _positive_ints(source, "search_space.batch_size", space["batch_size"])
     if any(isinstance(v, str) or not 0 < v < 1 for v in space["learning_rate"]):
         raise SearchError(f"{source}: 'search_space.learning_rate' values must lie in (0, 1)")

@@ -26,15 +26,35 @@ def effective_definition(args: argparse.Namespace) -> definitions.StudyDefinitio
     if args.epochs is not None and args.epochs <= 0:
         raise SearchError(f"--epochs must be positive, not {args.epochs}")
     if args.quick:
-        return loaded.with_overrides(epochs=1, train_size=QUICK_TRAIN_SIZE,
-                                     name_suffix="-quick")
+        train_size = min(QUICK_TRAIN_SIZE, loaded.train_size or QUICK_TRAIN_SIZE)
+        return loaded.with_overrides(epochs=1, train_size=train_size, name_suffix="-quick")
     if args.epochs is not None and args.epochs != loaded.epochs:
         return loaded.with_overrides(epochs=args.epochs, name_suffix=f"-epochs{args.epochs}")
     return loaded
 
 
+def import_tensorflow_quietly() -> None:
+    """Import TensorFlow with the C-level stderr closed.
+
+    Its CUDA probe writes "Could not find cuda drivers" through absl before any log level
+    applies (TF_CPP_MIN_LOG_LEVEL does not reach it); on a CPU machine that is noise on
+    every run. Python errors still propagate: they are raised, not printed.
+    """
+    saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    sys.stderr.flush()
+    os.dup2(null, 2)
+    try:
+        import keras  # noqa: F401
+        import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(null)
+        os.close(saved)
+
+
 def configure_threads(threads: int) -> None:
     """Pin TensorFlow's thread pools before it starts, so workers don't oversubscribe."""
+    import_tensorflow_quietly()
     import tensorflow as tf
 
     tf.config.threading.set_intra_op_parallelism_threads(threads)
