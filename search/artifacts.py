@@ -9,6 +9,7 @@ beside the study), and keeps a Markdown note on the study with the table and the
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import logging
 import tempfile
@@ -17,7 +18,8 @@ from pathlib import Path
 
 import optuna
 import optuna_dashboard
-from optuna.artifacts import FileSystemArtifactStore, upload_artifact
+from optuna.artifacts import FileSystemArtifactStore, get_all_artifact_meta, upload_artifact
+from optuna.artifacts.exceptions import ArtifactNotFound
 
 from search import figures, report
 from search.storage import Storage
@@ -28,6 +30,19 @@ logger = logging.getLogger(__name__)
 def open_store(root: Path) -> FileSystemArtifactStore:
     root.mkdir(parents=True, exist_ok=True)
     return FileSystemArtifactStore(root)
+
+
+def discard(storage: Storage, study_name: str, root: Path) -> None:
+    """Delete the files attached to a study's trials: ``--fresh`` drops the study next."""
+    try:
+        study = optuna.load_study(study_name=study_name, storage=storage.optuna)
+    except KeyError:  # no such study: nothing is attached to it
+        return
+    store = FileSystemArtifactStore(root)
+    for trial in study.get_trials(deepcopy=False):
+        for meta in get_all_artifact_meta(trial, storage=storage.optuna):
+            with contextlib.suppress(ArtifactNotFound):
+                store.remove(meta.artifact_id)
 
 
 def write_history(trial: optuna.Trial | optuna.trial.FrozenTrial, path: Path) -> Path:

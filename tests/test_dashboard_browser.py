@@ -75,6 +75,17 @@ def test_every_finished_trial_carries_its_curves_history_and_note(finished: Path
     assert study.metric_names == ["val_accuracy"]
 
 
+def test_a_fresh_start_discards_the_old_trials_figures(tmp_path: Path, mnist_dir: Path) -> None:
+    write_definition(tmp_path, "one", learning_rates=(0.01,), epochs=1)
+    command = ["--study", "one", "--studies-dir", str(tmp_path), "--data-dir", str(mnist_dir)]
+    assert run.main(command) == 0
+    old = set((tmp_path / "one.artifacts").iterdir())
+    assert len(old) == 2
+    assert run.main([*command, "--fresh"]) == 0
+    new = set((tmp_path / "one.artifacts").iterdir())
+    assert len(new) == 2 and not old & new
+
+
 def test_dashboard_on_a_missing_study_is_one_line_and_creates_nothing(tmp_path: Path) -> None:
     write_definition(tmp_path, "tiny")
     result = subprocess.run([sys.executable, "-m", "search.dashboard", "--study", "tiny",
