@@ -49,7 +49,7 @@ def plot_curves(trial: optuna.Trial | optuna.trial.FrozenTrial, path: Path, titl
         axis.plot(epochs, history[f"val_{metric}"], "s-", label="validation")
         if best_epoch:
             axis.axvline(best_epoch, color="grey", linestyle=":",
-                         label=f"best validation epoch ({best_epoch})")
+                         label=f"best validation accuracy (epoch {best_epoch})")
         axis.set_xlabel(EPOCH_LABEL)
         axis.set_ylabel(label)
         axis.set_xticks(epochs)

@@ -80,9 +80,11 @@ def records(table: list[Row]) -> list[dict[str, Any]]:
                               for column in COLUMNS}} for row in ordered]
 
 
-def _cell(value: Any) -> str:
+def _cell(value: Any, column: str = "") -> str:
     if value is None:
         return "-"
+    if column == "seconds":
+        return f"{value:.1f}"
     if isinstance(value, float):
         return f"{value:.4f}" if value < 10 else f"{value:.1f}"
     return str(value)
@@ -93,7 +95,7 @@ def format_table(table: list[Row]) -> str:
     if not data:
         return "(no grid points)"
     headers = list(data[0])
-    cells = [[_cell(record[h]) for h in headers] for record in data]
+    cells = [[_cell(record[h], h) for h in headers] for record in data]
     widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(headers)]
     lines = ["  ".join(h.rjust(w) for h, w in zip(headers, widths, strict=True))]
     lines += ["  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
@@ -136,7 +138,8 @@ def markdown(study: optuna.Study) -> str:
     headers = list(data[0])
     lines = [f"### {_progress(study, table)}", "", f"**{best_line(table)}**", "",
              "| " + " | ".join(headers) + " |", "|" + " ---: |" * len(headers)]
-    lines += ["| " + " | ".join(_cell(record[h]) for h in headers) + " |" for record in data]
+    lines += ["| " + " | ".join(_cell(record[h], h) for h in headers) + " |"
+              for record in data]
     lines += ["", "val_accuracy is the last epoch's. Each trial's page lists its accuracy and "
               "loss curves and its history as artifacts. Full report: "
               f"`python scripts/report.py --study {study.study_name}`"]
