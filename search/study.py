@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import json
 import logging
 import signal
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import optuna
+import sqlalchemy
 from optuna.trial import TrialState
 
 from search import claims, grid
@@ -32,6 +34,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 POLL_SECONDS = 2.0
+# Errors of the machine, not of the trial: they stop the run instead of using up attempts.
+_STORAGE_FAULTS = (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError)
+_ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES}
 
 
 class Interrupted(Exception):
@@ -198,6 +203,15 @@ def run_worker(
         except optuna.exceptions.UpdateFinishedTrialError:
             logger.warning("trial %d was failed by another worker; moving on", trial.number)
             continue
+        except _STORAGE_FAULTS:
+            raise  # the storage itself failed: stop; the next run finds the trial dead
+        except OSError as error:
+            if error.errno not in _ENVIRONMENT_ERRNOS:
+                raise
+            # A full or read-only disk is not the trial's fault: stop, keep the attempt.
+            grid.mark_failed(storage, trial._trial_id, f"interrupted: {error.strerror}")
+            raise SearchError(f"{error.filename or 'a checkpoint or artifact'}: "
+                              f"{error.strerror}; fix that, then rerun to resume") from None
         except Exception as error:  # a failed trial must not stop the study
             logger.warning("trial %d %s failed: %s: %s", trial.number, params,
                            type(error).__name__, error)

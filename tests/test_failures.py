@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import os
 import sqlite3
 import subprocess
 import sys
@@ -118,3 +120,47 @@ def test_fresh_is_the_only_way_to_start_over(tmp_path, mnist_dir, flag):
     trials = optuna.load_study(study_name="tiny", storage=url).get_trials()
     assert [t.number for t in trials] == [0, 1]  # deleted and run anew, once
     assert "deleted the stored study" in result.stderr
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path):
+    """A 3 MB file system of its own, so that filling it harms nothing else."""
+    mount_point = tmp_path / "disk"
+    mount_point.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs",
+                              str(mount_point)], capture_output=True, text=True)
+    if mounted.returncode != 0:
+        if os.environ.get("CI"):
+            pytest.fail(f"cannot mount a small tmpfs: {mounted.stderr.strip()}")
+        pytest.skip(f"cannot mount a small tmpfs (needs root): {mounted.stderr.strip()}")
+    yield mount_point
+    subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+def test_a_full_disk_is_one_line_and_loses_nothing(small_disk, tmp_path, mnist_dir):
+    write_definition(tmp_path, "tiny", epochs=2)
+    url = f"sqlite:///{small_disk}/tiny.db"
+    command = [sys.executable, "-m", "search.run", "--study", "tiny", "--studies-dir",
+               str(tmp_path), "--data-dir", str(mnist_dir), "--storage", url]
+    first = subprocess.run([*command, "--epochs", "1"], cwd=REPO, capture_output=True,
+                           text=True, timeout=300)
+    assert first.returncode == 0, first.stderr
+    before = optuna.load_study(study_name="tiny-epochs1", storage=url).get_trials()
+
+    with open(small_disk / "filler", "wb") as filler:  # take every byte that is left
+        with contextlib.suppress(OSError):
+            while True:
+                filler.write(b"\0" * 65536)
+                filler.flush()
+    full = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert full.returncode != 0
+    lines = full.stderr.strip().splitlines()
+    assert len(lines) == 1 and "full" in lines[0].lower(), full.stderr
+    assert "Traceback" not in full.stderr
+
+    (small_disk / "filler").unlink()
+    after = optuna.load_study(study_name="tiny-epochs1", storage=url).get_trials()
+    assert [(t.number, t.params, t.value, t.user_attrs) for t in after] == \
+        [(t.number, t.params, t.value, t.user_attrs) for t in before]
+    rerun = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr  # with space again, the study finishes
