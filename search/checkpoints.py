@@ -1,8 +1,9 @@
 """Per-epoch checkpoints of unfinished trials, so a killed trial continues where it stopped.
 
-One folder per grid point holds the model (weights and optimizer state) after the last
-finished epoch and a JSON file with the history so far. Files are written under a temporary
-name and renamed, so a kill during a save leaves the previous checkpoint intact.
+One folder per grid point holds the model (a .keras file, written once per trial), its
+weights and optimizer state after the last finished epoch (.npz) and a JSON file with the
+history so far. Files are written under a temporary name and renamed, so a kill during a
+save leaves the previous checkpoint intact.
 """
 
 from __future__ import annotations
@@ -15,10 +16,20 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 if TYPE_CHECKING:
     import keras
 
 logger = logging.getLogger(__name__)
+
+TEMPLATE = "model.keras"  # architecture and compile settings; the state comes per epoch
+
+
+def _variables(model: keras.Model) -> list:
+    """Everything training changes: the weights, then the optimizer's state."""
+    model.optimizer.build(model.trainable_variables)
+    return model.weights + model.optimizer.variables
 
 
 @dataclasses.dataclass
@@ -34,6 +45,7 @@ class CheckpointStore:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self._templates: set[Path] = set()  # folders whose template this process wrote
 
     def _folder(self, params: dict[str, Any]) -> Path:
         return self.root / ",".join(f"{name}={value}" for name, value in params.items())
@@ -43,16 +55,25 @@ class CheckpointStore:
              epoch_seconds: list[float]) -> None:
         folder = self._folder(params)
         folder.mkdir(parents=True, exist_ok=True)
-        model_name = f"model-epoch{epochs_done}.keras"
-        model.save(folder / model_name)
-        state = {"key": key, "epochs_done": epochs_done, "model": model_name,
+        # The architecture and compile settings are saved as a .keras file once per trial;
+        # each epoch adds only the weights and optimizer state: 8 ms, where model.save took
+        # 40 to 50 ms (4 s of a one-minute study).
+        if folder not in self._templates or not (folder / TEMPLATE).exists():
+            model.save(folder / "template-tmp.keras")
+            os.replace(folder / "template-tmp.keras", folder / TEMPLATE)
+            self._templates.add(folder)
+        state_name = f"state-epoch{epochs_done}.npz"
+        with open(folder / "state.npz.tmp", "wb") as file:
+            np.savez(file, *[variable.numpy() for variable in _variables(model)])
+        os.replace(folder / "state.npz.tmp", folder / state_name)
+        state = {"key": key, "epochs_done": epochs_done, "model": TEMPLATE, "state": state_name,
                  "history": history, "epoch_seconds": epoch_seconds}
         temporary = folder / "state.json.tmp"
         temporary.write_text(json.dumps(state))
         os.replace(temporary, folder / "state.json")
-        # Only now is the older model unreferenced.
-        for old in folder.glob("model-epoch*.keras"):
-            if old.name != model_name:
+        # Only now is the older state unreferenced.
+        for old in [*folder.glob("state-epoch*.npz"), *folder.glob("model-epoch*.keras")]:
+            if old.name != state_name:
                 old.unlink(missing_ok=True)
 
     def load(self, params: dict[str, Any], key: dict[str, Any]) -> Restored | None:
@@ -66,6 +87,14 @@ class CheckpointStore:
             import keras  # late: opening a study must not start TensorFlow
 
             model = keras.saving.load_model(self._folder(params) / state["model"])
+            if "state" in state:  # else a whole .keras model per epoch, as saved before
+                with np.load(self._folder(params) / state["state"]) as arrays:
+                    values = [arrays[f"arr_{index}"] for index in range(len(arrays.files))]
+                variables = _variables(model)
+                if len(values) != len(variables):
+                    raise ValueError(f"{len(values)} arrays for {len(variables)} variables")
+                for variable, value in zip(variables, values, strict=True):
+                    variable.assign(value)
         except FileNotFoundError:
             return None
         except (OSError, ValueError, KeyError) as error:
@@ -74,7 +103,9 @@ class CheckpointStore:
         return Restored(model, state["epochs_done"], state["history"], state["epoch_seconds"])
 
     def discard(self, params: dict[str, Any]) -> None:
+        self._templates.discard(self._folder(params))
         shutil.rmtree(self._folder(params), ignore_errors=True)
 
     def discard_all(self) -> None:
+        self._templates.clear()
         shutil.rmtree(self.root, ignore_errors=True)

@@ -96,6 +96,10 @@ class Objective:
         # behind is still collected, and memory stays flat.
         gc.collect()
         gc.freeze()
+        # The grid's shapes compile on the spare core while the first trial trains.
+        self.compiling = training.compile_ahead(
+            build_model(definition.hidden_units, definition.search_space["learning_rate"][0]),
+            data, definition.search_space["batch_size"])
 
     def __call__(self, trial: optuna.Trial) -> float:
         definition = self.definition

@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--workers", type=int, default=1, metavar="N",
                         help="worker processes on this machine sharing the study (default 1)")
     parser.add_argument("--threads", type=int, metavar="N",
-                        help="CPU threads per worker (default: cores divided among workers)")
+                        help="CPU threads per worker (default 1: faster for this MLP)")
     parser.add_argument("--fresh", action="store_true",
                         help="delete the stored study, its checkpoints and claims, then start "
                              "over")

@@ -44,6 +44,14 @@ def tiny_data(mnist_raw: tuple[np.ndarray, ...]):
     return data.split(mnist_raw, validation_size=200, seed=0, train_size=600)
 
 
+@pytest.fixture(scope="session")
+def slice_data(mnist_raw: tuple[np.ndarray, ...]):
+    """2,000 training and 1,000 validation images: enough for accuracy to mean something."""
+    from search import data
+
+    return data.split(mnist_raw, validation_size=1000, seed=0, train_size=2000)
+
+
 def write_definition(folder: Path, name: str = "tiny", *, learning_rates=(0.001, 0.01),
                      batch_sizes=(64,), epochs: int = 1, train_size: int = 600,
                      validation_size: int = 200, max_attempts: int = 2) -> Path:
