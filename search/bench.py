@@ -212,7 +212,8 @@ def run_service(definition: StudyDefinition, data_dir: str | None) -> StudyRun:
         run.seconds = time.perf_counter() - started
         run.cpu_seconds = time.process_time() - cpu_started
         if code != 0:
-            raise SearchError(f"the service's study failed ({code}): {errors.getvalue()}")
+            last = "\n".join(errors.getvalue().strip().splitlines()[-3:])
+            raise SearchError(f"the service's study failed (exit {code}): {last}")
         storage = optuna.storages.RDBStorage(url)
         for trial in optuna.load_study(study_name=definition.name, storage=storage).get_trials():
             point = (trial.params["learning_rate"], trial.params["batch_size"])

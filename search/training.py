@@ -116,6 +116,9 @@ class _Copy:
         self.model = keras.models.clone_model(model)
         self.optimizer = type(model.optimizer).from_config(model.optimizer.get_config())
         self.optimizer.build(self.model.trainable_variables)
+        # Held while a trial uses the copy and while compile_ahead compiles it, so the two
+        # never touch its variables at once.
+        self.lock = threading.Lock()
 
     def _variables(self, model: keras.Model) -> tuple[list[tf.Variable], list[tf.Variable]]:
         """This copy's variables and ``model``'s, in the same order (weights, optimizer)."""
@@ -170,7 +173,8 @@ class _Trainer(_Copy):
 
     def compile(self, images: tf.Tensor, labels: tf.Tensor, batch_size: int) -> None:
         index, weight = _batches(np.zeros(len(images), np.int32), batch_size)
-        self._train_epoch(images, labels, index, weight, tf.constant(0))
+        with self.lock:
+            self._train_epoch(images, labels, index, weight, tf.constant(0))
 
 
 class _Evaluator(_Copy):
@@ -190,8 +194,10 @@ class _Evaluator(_Copy):
         return sum(float(loss) for loss, _ in sums), sum(float(hits) for _, hits in sums)
 
     def compile(self) -> None:
-        self._evaluate_chunk(tf.zeros((EVALUATION_CHUNK, 28, 28)),
-                             tf.zeros(EVALUATION_CHUNK, tf.int32), tf.zeros(EVALUATION_CHUNK))
+        with self.lock:
+            self._evaluate_chunk(tf.zeros((EVALUATION_CHUNK, 28, 28)),
+                                 tf.zeros(EVALUATION_CHUNK, tf.int32),
+                                 tf.zeros(EVALUATION_CHUNK))
 
 
 def _without_names(config: Any) -> Any:
@@ -295,19 +301,21 @@ class CompiledLoop:
                     batch_size: int) -> tuple[float, float]:
         """One epoch over the training set; returns its mean loss and accuracy."""
         trainer = _copy_for(self.model, self._architecture, batch_size)
-        trainer.load(self.model)
-        loss, accuracy = trainer.train_epoch(
-            _resident_tensor(data.x_train), _resident_tensor(data.y_train),
-            epoch_order(seed, epoch, len(data.x_train)), batch_size)
-        trainer.store(self.model)
+        images, labels = _resident_tensor(data.x_train), _resident_tensor(data.y_train)
+        with trainer.lock:
+            trainer.load(self.model)
+            loss, accuracy = trainer.train_epoch(
+                images, labels, epoch_order(seed, epoch, len(data.x_train)), batch_size)
+            trainer.store(self.model)
         return loss, accuracy
 
     def evaluate(self, images: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
         """Mean loss and accuracy over a whole set."""
         evaluator = _copy_for(self.model, self._architecture, None)
-        evaluator.load(self.model)
-        loss_sum, hit_sum = evaluator.evaluate(_kept((images, labels),
-                                                     lambda: _chunks(images, labels)))
+        chunks = _kept((images, labels), lambda: _chunks(images, labels))
+        with evaluator.lock:
+            evaluator.load(self.model)
+            loss_sum, hit_sum = evaluator.evaluate(chunks)
         return loss_sum / len(images), hit_sum / len(images)
 
 

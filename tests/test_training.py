@@ -101,6 +101,17 @@ def test_trials_sharing_compiled_copies_match_a_fresh_start(slice_data):
         np.testing.assert_array_equal(ours, theirs)
 
 
+def test_a_trial_started_while_compiling_ahead_matches_one_without(slice_data):
+    training.clear_compiled()
+    alone, _ = _train(slice_data, seed=0, epochs=1)
+    training.clear_compiled()
+    compiling = training.compile_ahead(_model(seed=5), slice_data, [BATCH_SIZE])
+    during, _ = _train(slice_data, seed=0, epochs=1)  # starts while its shape compiles
+    compiling.join()
+    for ours, theirs in zip(_state(during), _state(alone), strict=True):
+        np.testing.assert_array_equal(ours, theirs)
+
+
 def test_evaluate_covers_a_set_that_is_not_a_whole_number_of_chunks(slice_data):
     model = _model(seed=0)
     size = training.EVALUATION_CHUNK + 17  # one whole chunk and one padded
