@@ -30,7 +30,6 @@ claims_table = sqlalchemy.Table(
     sqlalchemy.Column("grid_id", sqlalchemy.Integer, primary_key=True, autoincrement=False),
     sqlalchemy.Column("attempt", sqlalchemy.Integer, primary_key=True, autoincrement=False),
     sqlalchemy.Column("owner", sqlalchemy.String(255), nullable=False),
-    sqlalchemy.Column("trial_id", sqlalchemy.Integer, nullable=True),
     sqlalchemy.Column("claimed_at", sqlalchemy.Float, nullable=False),
 )
 
@@ -74,7 +73,6 @@ class Claim:
     grid_id: int
     attempt: int
     owner: str
-    trial_id: int | None
     claimed_at: float
 
 
@@ -89,7 +87,7 @@ class ClaimTable:
         query = sqlalchemy.select(claims_table).where(claims_table.c.study_id == study_id)
         with self._engine.connect() as connection:
             rows = connection.execute(query).all()
-        return [Claim(row.grid_id, row.attempt, row.owner, row.trial_id, row.claimed_at)
+        return [Claim(row.grid_id, row.attempt, row.owner, row.claimed_at)
                 for row in rows]
 
     def try_claim(self, study_id: int, grid_id: int, attempt: int, owner: str) -> bool:
@@ -98,18 +96,10 @@ class ClaimTable:
             with self._engine.begin() as connection:
                 connection.execute(claims_table.insert().values(
                     study_id=study_id, grid_id=grid_id, attempt=attempt, owner=owner,
-                    trial_id=None, claimed_at=time.time()))
+                    claimed_at=time.time()))
         except sqlalchemy.exc.IntegrityError:
             return False
         return True
-
-    def attach_trial(self, study_id: int, grid_id: int, attempt: int, trial_id: int) -> None:
-        with self._engine.begin() as connection:
-            connection.execute(
-                claims_table.update()
-                .where(claims_table.c.study_id == study_id, claims_table.c.grid_id == grid_id,
-                       claims_table.c.attempt == attempt)
-                .values(trial_id=trial_id))
 
     def delete_study(self, study_id: int) -> None:
         with self._engine.begin() as connection:
