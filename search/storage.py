@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fcntl
 import os
 import stat
 import warnings
@@ -30,6 +31,8 @@ GRACE_PERIOD = 30
 SQLITE_TIMEOUT = 60
 _SQLITE_HEADER = b"SQLite format 3\x00"
 _ANY_WRITE_BIT = stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH
+# Any fixed number: the PostgreSQL advisory lock that processes creating tables take turns on.
+_SCHEMA_LOCK_KEY = 0x5EA4C4
 
 
 @dataclasses.dataclass
@@ -81,6 +84,40 @@ def describe_error(error: BaseException) -> str:
 
 
 @contextlib.contextmanager
+def _schema_lock(url: sqlalchemy.engine.URL, engine_kwargs: dict) -> Iterator[None]:
+    """Processes opening a new database at the same moment take turns creating its tables.
+
+    Each would otherwise check that a table is missing, then create it, and all but one
+    fail ("table ... already exists", inside Optuna too). On SQLite the turns are an
+    flock on the database file, which SQLite's own byte-range locks do not see; on
+    PostgreSQL, a transaction-scoped advisory lock.
+    """
+    if url.get_backend_name() == "sqlite":
+        try:
+            descriptor = os.open(url.database, os.O_RDONLY | os.O_CREAT, 0o644)
+        except OSError as error:
+            raise SearchError(f"storage {url}: cannot open {url.database} ({error.strerror})") \
+                from None
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(descriptor)
+        return
+    if url.get_backend_name() != "postgresql":
+        yield  # other databases: no lock, as with Optuna alone
+        return
+    engine = sqlalchemy.create_engine(url, **engine_kwargs)
+    try:
+        with engine.begin() as connection:
+            connection.execute(sqlalchemy.text("SELECT pg_advisory_xact_lock(:key)"),
+                               {"key": _SCHEMA_LOCK_KEY})
+            yield
+    finally:
+        engine.dispose()
+
+
+@contextlib.contextmanager
 def storage_errors(url: str) -> Iterator[None]:
     """Turn database failures inside the block into one SearchError line."""
     shown = sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
@@ -117,7 +154,7 @@ def open_storage(url: str, *, heartbeat: bool = True) -> Storage:
         {"heartbeat_interval": HEARTBEAT_INTERVAL, "grace_period": GRACE_PERIOD} if heartbeat
         else {}
     )
-    with storage_errors(url), warnings.catch_warnings():
+    with storage_errors(url), warnings.catch_warnings(), _schema_lock(parsed, engine_kwargs):
         # Heartbeats are experimental in Optuna; the warning would break the one-line errors.
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         rdb = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat_kwargs)

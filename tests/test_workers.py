@@ -10,13 +10,14 @@ import multiprocessing
 import os
 import signal
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import sqlalchemy
 from optuna.trial import TrialState
 
-from search.claims import ClaimTable
+from search.storage import open_storage
 from tests.conftest import write_definition
 from tests.helpers import complete_by_params, run_to_end, start_run, trials, wait_for
 
@@ -37,6 +38,23 @@ def storage_url(request, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path}/workers.db"
     return _postgres_or_skip()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def new_database_url(request, tmp_path: Path) -> Iterator[str]:
+    """A database nobody has opened yet: a new SQLite file, or a new PostgreSQL database."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/new.db"
+        return
+    server = sqlalchemy.engine.make_url(_postgres_or_skip())
+    name = f"search_{uuid.uuid4().hex[:8]}"
+    admin = sqlalchemy.create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
+    yield server.set(database=name).render_as_string(hide_password=False)
+    with admin.connect() as connection:
+        connection.execute(sqlalchemy.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+    admin.dispose()
 
 
 def make_study(folder: Path, epochs: int, train_size: int) -> tuple[str, Path]:
@@ -99,25 +117,31 @@ def test_a_worker_killed_mid_run_is_replaced(slow_grid_study, storage_url, mnist
     assert dead.user_attrs["failure"].startswith("worker died")
 
 
-def _claim(url: str, barrier, results) -> None:
-    table = ClaimTable(sqlalchemy.create_engine(url, connect_args=(
-        {"timeout": 60} if url.startswith("sqlite") else {})))
-    barrier.wait()
-    results.put(table.try_claim(study_id=1, grid_id=0, attempt=0, owner=str(os.getpid())))
+def _open_and_claim(url: str, barrier, results) -> None:
+    try:
+        barrier.wait(60)
+        storage = open_storage(url)  # a new database: each process finds its tables missing
+        barrier.wait(60)
+        results.put(storage.claims.try_claim(study_id=1, grid_id=0, attempt=0,
+                                             owner=str(os.getpid())))
+    except BaseException as error:  # reported to the test, not lost in a child's stderr
+        barrier.abort()  # the others stop waiting for this one
+        results.put(repr(error))
 
 
-def test_simultaneous_claims_of_one_point_admit_exactly_one(storage_url, tmp_path):
-    if storage_url.startswith("postgresql"):
-        engine = sqlalchemy.create_engine(storage_url)
-        ClaimTable(engine).delete_study(1)
-        engine.dispose()
+def test_workers_opening_a_new_database_at_once_all_start_and_one_wins_a_point(
+        new_database_url):
     context = multiprocessing.get_context("spawn")
     barrier, results = context.Barrier(6), context.Queue()
-    processes = [context.Process(target=_claim, args=(storage_url, barrier, results))
+    processes = [context.Process(target=_open_and_claim, daemon=True,
+                                 args=(new_database_url, barrier, results))
                  for _ in range(6)]
-    for process in processes:
-        process.start()
-    for process in processes:
-        process.join(60)
-    outcomes = [results.get(timeout=5) for _ in processes]
-    assert sorted(outcomes) == [False] * 5 + [True]
+    try:
+        for process in processes:
+            process.start()
+        outcomes = [results.get(timeout=120) for _ in processes]
+    finally:
+        for process in processes:
+            process.kill()
+            process.join()
+    assert (outcomes.count(True), outcomes.count(False)) == (1, 5), outcomes
