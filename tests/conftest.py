@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import signal
 import textwrap
 from pathlib import Path
 
@@ -20,6 +21,24 @@ MNIST_DIR = Path(os.environ.get("MNIST_DATA", REPO.parent / "shared" / "mnist"))
 def _seeded() -> None:
     random.seed(0)
     np.random.seed(0)
+
+
+@pytest.fixture(autouse=True)
+def _signal_handlers():
+    """search.run.main() installs the CLI's Ctrl-C and SIGTERM handling; tests that call it
+    in this process must not leave it behind for the rest of the session."""
+    handlers = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for number, handler in handlers.items():
+        signal.signal(number, handler)
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_runs():
+    yield
+    from tests.helpers import stop_leftover_runs
+
+    stop_leftover_runs()
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -15,12 +17,31 @@ from optuna.trial import FrozenTrial, TrialState
 REPO = Path(__file__).resolve().parent.parent
 
 
+_started: list[subprocess.Popen] = []
+
+
 def start_run(study: str, storage_url: str, studies_dir: Path, *extra: str,
               data_dir: Path) -> subprocess.Popen:
     command = [sys.executable, "-m", "search.run", "--study", study, "--storage", storage_url,
                "--studies-dir", str(studies_dir), "--data-dir", str(data_dir), *extra]
-    return subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    # A session of its own, so that a test that fails half-way can stop the run together
+    # with the worker processes it spawned (stop_leftover_runs).
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True,
+                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    _started.append(process)
+    return process
+
+
+def stop_leftover_runs() -> None:
+    """Kill every run a test started and left behind, with its workers."""
+    while _started:
+        process = _started.pop()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        for stream in (process.stdout, process.stderr):
+            stream.close()
 
 
 def run_to_end(study: str, storage_url: str, studies_dir: Path, *extra: str,
