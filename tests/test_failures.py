@@ -15,7 +15,7 @@ import pytest
 import sqlalchemy
 from optuna.trial import TrialState
 
-from search import definition, grid, report, study
+from search import definition, grid, report, run, study
 from search.objective import Objective
 from search.storage import open_storage
 from tests.conftest import REPO, write_definition
@@ -87,9 +87,7 @@ def test_a_locked_database_is_one_line_and_loses_nothing(tmp_path, mnist_dir):
     url = f"sqlite:///{tmp_path}/tiny.db"
     command = [sys.executable, "-m", "search.run", "--study", "tiny", "--studies-dir",
                str(tmp_path), "--data-dir", str(mnist_dir)]
-    first = subprocess.run([*command, "--storage", url], cwd=REPO, capture_output=True,
-                           text=True, timeout=300)
-    assert first.returncode == 0, first.stderr
+    assert run.main([*command[3:], "--storage", url]) == 0  # a finished study, in-process
     before = (tmp_path / "tiny.db").read_bytes()
 
     holder = sqlite3.connect(tmp_path / "tiny.db")
@@ -113,10 +111,11 @@ def test_fresh_is_the_only_way_to_start_over(tmp_path, mnist_dir, flag):
     url = f"sqlite:///{tmp_path}/tiny.db"
     command = [sys.executable, "-m", "search.run", "--study", "tiny", "--studies-dir",
                str(tmp_path), "--data-dir", str(mnist_dir), "--storage", url]
-    for extra in ([], [], [flag]):
-        result = subprocess.run([*command, *extra], cwd=REPO, capture_output=True, text=True,
-                                timeout=300)
-        assert result.returncode == 0, result.stderr
+    for _ in range(2):  # run, then rerun a finished study: both in-process
+        assert run.main(command[3:]) == 0
+    result = subprocess.run([*command, flag], cwd=REPO, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr
     trials = optuna.load_study(study_name="tiny", storage=url).get_trials()
     assert [t.number for t in trials] == [0, 1]  # deleted and run anew, once
     assert "deleted the stored study" in result.stderr
@@ -142,9 +141,7 @@ def test_a_full_disk_is_one_line_and_loses_nothing(small_disk, tmp_path, mnist_d
     url = f"sqlite:///{small_disk}/tiny.db"
     command = [sys.executable, "-m", "search.run", "--study", "tiny", "--studies-dir",
                str(tmp_path), "--data-dir", str(mnist_dir), "--storage", url]
-    first = subprocess.run([*command, "--epochs", "1"], cwd=REPO, capture_output=True,
-                           text=True, timeout=300)
-    assert first.returncode == 0, first.stderr
+    assert run.main([*command[3:], "--epochs", "1"]) == 0  # in-process
     before = optuna.load_study(study_name="tiny-epochs1", storage=url).get_trials()
 
     with open(small_disk / "filler", "wb") as filler:  # take every byte that is left
