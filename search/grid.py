@@ -22,6 +22,8 @@ from search.storage import GRACE_PERIOD, Storage
 logger = logging.getLogger(__name__)
 
 FAILURE = "failure"  # user attribute: why a trial is FAIL ("error: ...", "interrupted", ...)
+# Study user attribute {grid_id: errors}: errors that --retry-failed no longer counts.
+FORGIVEN = "forgiven_errors"
 
 
 class ClaimedGridSampler(optuna.samplers.GridSampler):
@@ -61,13 +63,14 @@ class PointStatus:
     complete: FrozenTrial | None = None
     running: FrozenTrial | None = None
     errors: int = 0  # attempts that failed with an error (not interruptions)
+    forgiven: int = 0  # of those, errors before the last --retry-failed
 
     def state(self, max_attempts: int) -> str:
         if self.complete is not None:
             return "complete"
         if self.running is not None:
             return "running"
-        return "failed" if self.errors >= max_attempts else "pending"
+        return "failed" if self.errors - self.forgiven >= max_attempts else "pending"
 
 
 def grid_status(study: optuna.Study, definition: StudyDefinition) -> list[PointStatus]:
@@ -75,6 +78,9 @@ def grid_status(study: optuna.Study, definition: StudyDefinition) -> list[PointS
     points = [PointStatus(grid_id, params)
               for grid_id, params in zip(grid_ids(definition), definition.grid, strict=True)]
     by_id = {point.grid_id: point for point in points}
+    for grid_id, errors in study.user_attrs.get(FORGIVEN, {}).items():
+        if int(grid_id) in by_id:
+            by_id[int(grid_id)].forgiven = errors
     for trial in study.get_trials(deepcopy=False):
         point = by_id.get(trial.system_attrs.get("grid_id"))
         if point is None:
@@ -87,6 +93,21 @@ def grid_status(study: optuna.Study, definition: StudyDefinition) -> list[PointS
                 str(trial.user_attrs.get(FAILURE, "")).startswith("error"):
             point.errors += 1
     return points
+
+
+def retry_failed(study: optuna.Study, definition: StudyDefinition) -> list[dict[str, Any]]:
+    """Give every given-up point ``max_attempts`` new attempts; return their params.
+
+    The failed trials stay as they are (the record is never rewritten); the study only
+    notes how many of each point's errors no longer count.
+    """
+    points = grid_status(study, definition)
+    failed = [point for point in points if point.state(definition.max_attempts) == "failed"]
+    if failed:
+        forgiven = {str(point.grid_id): point.forgiven for point in points if point.forgiven}
+        forgiven.update({str(point.grid_id): point.errors for point in failed})
+        study.set_user_attr(FORGIVEN, forgiven)
+    return [point.params for point in failed]
 
 
 def mark_failed(storage: Storage, trial_id: int, reason: str) -> bool:

@@ -48,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--fresh", action="store_true",
                         help="delete the stored study, its checkpoints and claims, then start "
                              "over")
+    parser.add_argument("--retry-failed", action="store_true",
+                        help="run grid points given up after max_attempts errors again "
+                             "(their failed trials are kept)")
     parser.add_argument("--studies-dir", type=Path, metavar="DIR",
                         help="where definitions live (default: the project's studies/)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log diagnostics")

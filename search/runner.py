@@ -57,8 +57,11 @@ def configure_threads(threads: int) -> None:
     import_tensorflow_quietly()
     import tensorflow as tf
 
-    tf.config.threading.set_intra_op_parallelism_threads(threads)
-    tf.config.threading.set_inter_op_parallelism_threads(max(1, min(2, threads)))
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(max(1, min(2, threads)))
+    except RuntimeError:  # run() called in a process where TensorFlow already runs
+        logger.info("TensorFlow has started already; keeping its thread settings")
 
 
 def threads_per_worker(args: argparse.Namespace) -> int:
@@ -90,6 +93,10 @@ def run(args: argparse.Namespace) -> int:
                 print(f"deleted the stored study '{definition.name}'; starting over",
                       file=sys.stderr)
         current = study.open_study(storage, definition)
+        if args.retry_failed and not args.worker_process:
+            retried = grid.retry_failed(current, definition)
+            print(f"retrying {len(retried)} given-up grid point(s)"
+                  + "".join(f"\n  {params}" for params in retried), file=sys.stderr)
         states = _states(current, definition)
         if not args.worker_process and not {"pending", "running"} & set(states):
             # Optuna would run one duplicate trial on an exhausted grid: check first.
@@ -122,7 +129,8 @@ def _exit_code(states: list[str], definition: definitions.StudyDefinition) -> in
     failed = states.count("failed")
     if failed:
         print(f"{failed} grid point(s) failed {definition.max_attempts} times (see 'failed:' "
-              "above); fix the cause, then start over with --fresh", file=sys.stderr)
+              "above); fix the cause, then rerun with --retry-failed (completed points are kept)",
+              file=sys.stderr)
     return 1 if failed else 0
 
 
