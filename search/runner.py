@@ -83,7 +83,14 @@ def run(args: argparse.Namespace) -> int:
     url = args.storage or definition.default_storage_url(studies_dir)
     storage = open_storage(url)
     checkpoints = CheckpointStore(study.checkpoint_root(url, definition.name, studies_dir))
+    raw = None
     with storage_errors(url):
+        if not args.worker_process and (args.fresh or not _stored(storage, definition.name)):
+            # A new study is created only once its data loads: a bad --data-dir must not
+            # leave an empty study behind.
+            from search import data
+
+            raw = data.load_raw(args.data_dir)
         if args.fresh and not args.worker_process:
             from search import artifacts
 
@@ -109,7 +116,8 @@ def run(args: argparse.Namespace) -> int:
 
         code = pool.run_pool(args, definition, storage, threads_per_worker(args))
     else:
-        code = _run_one_worker(args, definition, storage, checkpoints, states.count("complete"))
+        code = _run_one_worker(args, definition, storage, checkpoints, states.count("complete"),
+                               raw)
     if not args.worker_process:
         with storage_errors(url):
             final = optuna.load_study(study_name=definition.name, storage=storage.optuna)
@@ -117,6 +125,14 @@ def run(args: argparse.Namespace) -> int:
             if code == 0:
                 code = _exit_code(_states(final, definition), definition)
     return code
+
+
+def _stored(storage, name: str) -> bool:
+    try:
+        storage.optuna.get_study_id_from_name(name)
+    except KeyError:
+        return False
+    return True
 
 
 def _states(current: optuna.Study, definition: definitions.StudyDefinition) -> list[str]:
@@ -135,13 +151,14 @@ def _exit_code(states: list[str], definition: definitions.StudyDefinition) -> in
 
 
 def _run_one_worker(args: argparse.Namespace, definition: definitions.StudyDefinition,
-                    storage, checkpoints: CheckpointStore, done_before: int) -> int:
+                    storage, checkpoints: CheckpointStore, done_before: int,
+                    raw: tuple | None) -> int:
     threads = threads_per_worker(args)
     from search import data
 
     # Data first: a bad folder fails fast, before TensorFlow starts (and logs to stderr).
-    dataset = data.split(data.load_raw(args.data_dir), definition.validation_size,
-                         definition.seed, definition.train_size)
+    dataset = data.split(raw if raw is not None else data.load_raw(args.data_dir),
+                         definition.validation_size, definition.seed, definition.train_size)
     configure_threads(threads)
     from search import artifacts
     from search.objective import Objective
