@@ -64,6 +64,8 @@ def test_a_failing_point_is_retried_then_reported_failed(tmp_path, tiny_data, mn
     assert [(t.params["learning_rate"], t.state) for t in after[len(before):]] == \
         [(0.001, TrialState.COMPLETE)]
     assert "2 of 2 grid points complete" in report.summary(loaded)
+    assert run.main([*command, "--retry-failed"]) == 0
+    assert "nothing to retry" in capsys.readouterr().err
 
 
 def _foreign_running_trial(storage, tiny, grid_id: int, heartbeat_age: float) -> int:
