@@ -102,9 +102,12 @@ def run(args: argparse.Namespace) -> int:
         current = study.open_study(storage, definition)
         if args.retry_failed and not args.worker_process:
             retried = grid.retry_failed(current, definition)
-            print(f"retrying {len(retried)} given-up grid point(s)"
-                  + "".join(f"\n  {params}" for params in retried) if retried
-                  else "no grid point was given up; nothing to retry", file=sys.stderr)
+            if retried:
+                print(f"retrying {len(retried)} given-up grid point(s):", file=sys.stderr)
+                for params in retried:
+                    print(f"  {params}", file=sys.stderr)
+            else:
+                print("no grid point was given up; nothing to retry", file=sys.stderr)
         states = _states(current, definition)
         if not args.worker_process and not {"pending", "running"} & set(states):
             # Optuna would run one duplicate trial on an exhausted grid: check first.
