@@ -1,9 +1,31 @@
 """Exact, resumable grid search for Keras models on Optuna.
 
-Run a study with ``python -m search.run --study mnist``; see README.md.
+From the command line: ``python -m search.run --study mnist`` (see README.md). From Python:
+
+    import search
+    result = search.run_study("mnist", quick=True, data_dir="../shared/mnist")
+    print(search.summary(result.study))
+    search.write_figures(result.study, "reports/mnist-quick")
 """
 
+from search.api import StudyResult, run_study
 from search.definition import StudyDefinition, load
 from search.errors import SearchError
+from search.options import RunOptions
+from search.results.table import point_rows, summary, to_json, verdict_of
+from search.study.storage import load_for_reading as load_study
+from search.worker.loop import Interrupted
 
-__all__ = ["SearchError", "StudyDefinition", "load"]
+
+def write_figures(study, out_dir):  # noqa: ANN001, ANN201 (documented in search.report)
+    """The report's figures for ``study`` as PNGs in ``out_dir``; returns their paths."""
+    from pathlib import Path
+
+    from search.report import write_figures as write
+
+    return write(study, Path(out_dir))
+
+
+__all__ = ["Interrupted", "RunOptions", "SearchError", "StudyDefinition", "StudyResult",
+           "load", "load_study", "point_rows", "run_study", "summary", "to_json",
+           "verdict_of", "write_figures"]

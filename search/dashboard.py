@@ -16,11 +16,10 @@ from pathlib import Path
 import optuna_dashboard
 from optuna.artifacts import FileSystemArtifactStore
 
-from search import definition as definitions
-from search import stored
-from search import study as studies
+from search import cli, definition, options
 from search.errors import SearchError
-from search.run import _Parser
+from search.study import lifecycle
+from search.study.storage import open_for_reading
 
 
 class _Server(socketserver.ThreadingMixIn, wsgiref.simple_server.WSGIServer):
@@ -33,8 +32,7 @@ class _QuietHandler(wsgiref.simple_server.WSGIRequestHandler):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m search.dashboard", description=__doc__,
-                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.Parser("python -m search.dashboard", __doc__)
     parser.add_argument("--study", required=True, metavar="NAME",
                         help="the study to watch: studies/NAME.toml (or NAME-quick, ...)")
     parser.add_argument("--storage", metavar="URL",
@@ -52,12 +50,13 @@ def make_server(args: argparse.Namespace) -> tuple[wsgiref.simple_server.WSGISer
     """The dashboard's HTTP server, bound but not yet serving, and its URL."""
     if not 0 <= args.port <= 65535:
         raise SearchError(f"--port must lie in 0..65535, not {args.port}")
-    studies_dir = args.studies_dir or definitions.STUDIES_DIR
-    url = stored.storage_url(args.study, args.storage, studies_dir)
-    storage = stored.open_storage(url, args.study)
+    studies_dir = args.studies_dir or definition.STUDIES_DIR
+    url = args.storage or options.storage_url(definition.find(args.study, studies_dir), None,
+                                              studies_dir)
+    storage = open_for_reading(url, args.study)
     study_id = storage.get_study_id_from_name(args.study)
     # Not created here: a study that has attached nothing yet simply lists no artifacts.
-    store = FileSystemArtifactStore(studies.artifact_root(url, args.study, studies_dir))
+    store = FileSystemArtifactStore(lifecycle.artifact_root(url, args.study, studies_dir))
     app = optuna_dashboard.wsgi(storage, artifact_store=store)
     try:
         server = wsgiref.simple_server.make_server(args.host, args.port, app,

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import re
 import tomllib
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from search.errors import SearchError
 
@@ -26,6 +29,7 @@ _SCHEMA: dict[str, dict[str, tuple[Any, bool, Any]]] = {
         "train_size": (int, False, None),
         "seed": (int, True, None),
         "max_attempts": (int, False, 3),
+        "repeats": (int, False, 1),
     },
     "storage": {
         "url": (str, False, None),
@@ -45,6 +49,7 @@ class StudyDefinition:
     validation_size: int
     seed: int
     max_attempts: int = 3
+    repeats: int = 1  # replicates per grid point; may grow on a stored study, never shrink
     train_size: int | None = None
     storage_url: str | None = None
     source: str = ""
@@ -60,13 +65,24 @@ class StudyDefinition:
         return self.storage_url or f"sqlite:///{studies_dir / self.name}.db"
 
     def with_overrides(self, epochs: int | None = None, train_size: int | None = None,
-                       name_suffix: str = "") -> StudyDefinition:
+                       repeats: int | None = None, name_suffix: str = "") -> StudyDefinition:
         changes: dict[str, Any] = {"name": self.name + name_suffix}
-        if epochs is not None:
-            changes["epochs"] = epochs
-        if train_size is not None:
-            changes["train_size"] = train_size
+        for key, value in (("epochs", epochs), ("train_size", train_size),
+                           ("repeats", repeats)):
+            if value is not None:
+                changes[key] = value
         return dataclasses.replace(self, **changes)
+
+    def seed_for(self, replicate: int) -> int:
+        """The seed of a replicate's initial weights and batch order, the same at every point.
+
+        Replicate 0 uses the study's seed itself, so a one-replicate study trains as before;
+        the others draw theirs from (seed, replicate). The validation split always uses the
+        study's seed.
+        """
+        if replicate == 0:
+            return self.seed
+        return int(np.random.SeedSequence([self.seed, replicate]).generate_state(1)[0])
 
     def budget(self) -> dict[str, Any]:
         """What the stored trials depend on: a study is not continued if this changes."""
@@ -143,7 +159,7 @@ def parse(text: str, name: str, source: str) -> StudyDefinition:
             _check_type(source, f"{section}.{key}", table[key], expected)
             fields[key] = table[key]
     _positive_ints(source, "training.hidden_units", fields["hidden_units"])
-    for key in ("epochs", "validation_size", "max_attempts"):
+    for key in ("epochs", "validation_size", "max_attempts", "repeats"):
         if fields[key] <= 0:
             raise SearchError(f"{source}: 'training.{key}' must be positive")
     if fields["train_size"] is not None and fields["train_size"] <= 0:
@@ -168,3 +184,16 @@ def load(name: str, studies_dir: Path = STUDIES_DIR) -> StudyDefinition:
     except (OSError, UnicodeDecodeError) as error:
         raise SearchError(f"{path}: cannot be read as UTF-8 text ({error})") from None
     return parse(text, name, str(path))
+
+
+# Studies that search.run derives from a definition: --quick and --epochs N.
+_DERIVED = re.compile(r"^(?P<base>.+?)(?P<suffix>-quick|-epochs\d+)$")
+
+
+def find(name: str, studies_dir: Path = STUDIES_DIR) -> StudyDefinition:
+    """``NAME.toml``, or for NAME-quick and NAME-epochsN the one they came from (for the tools
+    that read a stored study)."""
+    match = _DERIVED.match(name)
+    if match and not (studies_dir / f"{name}.toml").is_file():
+        return load(match["base"], studies_dir).with_overrides(name_suffix=match["suffix"])
+    return load(name, studies_dir)

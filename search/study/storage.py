@@ -1,8 +1,11 @@
-"""Opening a study's storage: Optuna's RDBStorage on SQLite or PostgreSQL, checked first.
+"""A study's storage: Optuna's RDBStorage on SQLite or PostgreSQL, checked first.
 
-Every way the storage can be wrong (a bad URL, a missing driver, a file that is not a
-database, a read-only or locked file, an unreachable server) becomes one SearchError line,
-raised before anything is written.
+``open_storage`` opens it for a run (creating tables); ``open_for_reading`` opens it for the
+report and the dashboard (creating nothing). Every way the storage can be wrong (a bad URL,
+a missing driver, a file that is not a database, a read-only or locked file, an unreachable
+server) becomes one SearchError line, raised before anything is written. The private Optuna
+attributes the project needs are reached through the accessors at the end of this module
+only.
 """
 
 from __future__ import annotations
@@ -18,14 +21,11 @@ from pathlib import Path
 
 import optuna
 import sqlalchemy
+from optuna.trial import FrozenTrial
 
-from search.claims import ClaimTable
 from search.errors import SearchError
+from search.study import claims as claim_table  # a cycle: claims reads trial ids here
 
-# Workers write a heartbeat this often; a trial silent for GRACE_PERIOD is taken as dead.
-# A dead worker on this machine is recognised at once by its process id instead.
-HEARTBEAT_INTERVAL = 5
-GRACE_PERIOD = 30
 # SQLite serialises writers; a writer waits this long for the lock rather than failing
 # with "database is locked" while another worker commits.
 SQLITE_TIMEOUT = 60
@@ -39,11 +39,25 @@ _SCHEMA_LOCK_KEY = 0x5EA4C4
 class Storage:
     url: str
     optuna: optuna.storages.RDBStorage
-    claims: ClaimTable
+    claims: claim_table.ClaimTable
 
     @property
     def display_url(self) -> str:
-        return sqlalchemy.engine.make_url(self.url).render_as_string(hide_password=True)
+        return display(self.url)
+
+
+def parse_url(url: str) -> sqlalchemy.engine.URL:
+    try:
+        return sqlalchemy.engine.make_url(url)
+    except sqlalchemy.exc.ArgumentError:
+        raise SearchError(f"storage URL {url!r} is not a database URL; use e.g. "
+                          "sqlite:///studies/mnist.db or postgresql+psycopg://user@host/db") \
+            from None
+
+
+def display(url: str) -> str:
+    """The URL with its password masked: what messages show."""
+    return parse_url(url).render_as_string(hide_password=True)
 
 
 def _check_sqlite_file(url: sqlalchemy.engine.URL) -> None:
@@ -120,7 +134,7 @@ def _schema_lock(url: sqlalchemy.engine.URL, engine_kwargs: dict) -> Iterator[No
 @contextlib.contextmanager
 def storage_errors(url: str) -> Iterator[None]:
     """Turn database failures inside the block into one SearchError line."""
-    shown = sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+    shown = display(url)
     try:
         yield
     except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError) as error:
@@ -129,14 +143,9 @@ def storage_errors(url: str) -> Iterator[None]:
         raise SearchError(f"storage {shown}: {describe_error(cause)}") from None
 
 
-def open_storage(url: str, *, heartbeat: bool = True) -> Storage:
+def open_storage(url: str) -> Storage:
     """Open (creating if needed) the RDB storage at ``url`` with heartbeats on."""
-    try:
-        parsed = sqlalchemy.engine.make_url(url)
-    except sqlalchemy.exc.ArgumentError:
-        raise SearchError(f"storage URL {url!r} is not a database URL; use e.g. "
-                          "sqlite:///studies/mnist.db or postgresql+psycopg://user@host/db") \
-            from None
+    parsed = parse_url(url)
     engine_kwargs: dict = {}
     if parsed.get_backend_name() == "sqlite":
         _check_sqlite_file(parsed)
@@ -150,13 +159,83 @@ def open_storage(url: str, *, heartbeat: bool = True) -> Storage:
         extra = " (pip install -e '.[postgres]')" if "postgres" in parsed.drivername else ""
         raise SearchError(f"storage {parsed.render_as_string(hide_password=True)}: the driver "
                           f"for '{parsed.drivername}' is not installed ({error}){extra}") from None
-    heartbeat_kwargs = (
-        {"heartbeat_interval": HEARTBEAT_INTERVAL, "grace_period": GRACE_PERIOD} if heartbeat
-        else {}
-    )
     with storage_errors(url), warnings.catch_warnings(), _schema_lock(parsed, engine_kwargs):
         # Heartbeats are experimental in Optuna; the warning would break the one-line errors.
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        rdb = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat_kwargs)
-        claims = ClaimTable(rdb.engine)
+        rdb = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs,
+                                            heartbeat_interval=claim_table.HEARTBEAT_INTERVAL,
+                                            grace_period=claim_table.GRACE_PERIOD)
+        claims = claim_table.ClaimTable(rdb.engine)
     return Storage(url=url, optuna=rdb, claims=claims)
+
+
+def open_for_reading(url: str, name: str) -> optuna.storages.RDBStorage:
+    """The storage at URL, opened without creating tables or files; it must hold NAME."""
+    parsed = parse_url(url)
+    shown = display(url)
+    run_it = f"run python -m search.run --study {name} first"
+    if parsed.get_backend_name() == "sqlite":
+        path = Path(parsed.database or "")
+        if not path.is_file():
+            raise SearchError(f"storage {shown}: {path} does not exist; {run_it}")
+    try:
+        with storage_errors(url):
+            storage = optuna.storages.RDBStorage(url, skip_table_creation=True)
+    except (ModuleNotFoundError, sqlalchemy.exc.NoSuchModuleError) as error:
+        raise SearchError(f"storage {shown}: the driver for '{parsed.drivername}' is not "
+                          f"installed ({error})") from None
+    except SearchError as error:
+        if "no such table" not in str(error):
+            raise
+        raise SearchError(f"storage {shown} holds no Optuna studies; {run_it}") from None
+    with storage_errors(url):
+        known = optuna.get_all_study_names(storage)
+        if name not in known:
+            raise SearchError(f"storage {shown} has no study '{name}' (it holds: "
+                              f"{', '.join(known) or 'none'}); {run_it}")
+    return storage
+
+
+def load_for_reading(url: str, name: str) -> optuna.Study:
+    """The stored study NAME at URL, for the tools that only read."""
+    storage = open_for_reading(url, name)
+    with storage_errors(url):
+        return optuna.load_study(study_name=name, storage=storage)
+
+
+# --- Optuna's private state, used here and nowhere else ---------------------------------------
+# Optuna exposes no public way to reach these. Each accessor says what breaks if a release
+# renames the attribute; tests/test_points.py and tests/test_workers.py exercise every one.
+
+
+def study_id(study: optuna.Study) -> int:
+    """The study's row id: claims are keyed by it. (``Study._study_id``; a rename breaks
+    claiming, and every run would fail at once with AttributeError.)"""
+    return study._study_id
+
+
+def trial_id(trial: optuna.Trial | FrozenTrial) -> int:
+    """The trial's row id, which storage calls take. (``_trial_id``; same failure mode.)"""
+    return trial._trial_id
+
+
+def stale_trial_ids(storage: Storage, study: optuna.Study) -> set[int]:
+    """RUNNING trials whose heartbeat is older than the grace period.
+
+    (``RDBStorage._get_stale_trial_ids``: Optuna's own ``fail_stale_trials`` would also FAIL
+    them, but it cannot tell a live local worker from a dead one by its process; if the
+    method goes, foreign workers' dead trials are no longer recovered and a test fails.)
+    """
+    return set(storage.optuna._get_stale_trial_ids(study_id(study)))
+
+
+def create_running_trial(storage: Storage, study: optuna.Study,
+                         template: FrozenTrial) -> optuna.Trial:
+    """A RUNNING trial made from ``template`` (params, attributes and start time set).
+
+    ``Study.ask`` would let the sampler choose the point; here the claim has chosen it.
+    (``RDBStorage.create_new_trial(template_trial=)`` is public; ``Trial(study, id)`` is
+    documented as internal but stable since Optuna 1.x.)
+    """
+    new_id = storage.optuna.create_new_trial(study_id(study), template_trial=template)
+    return optuna.Trial(study, new_id)

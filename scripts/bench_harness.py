@@ -27,15 +27,15 @@ from unittest import mock
 import keras
 import optuna
 import tensorflow as tf
+from search.checkpoints import CheckpointStore
+from search.model import build_model
+from search.objective import Objective
 
 from search import artifacts, runner, training
 from search import run as run_module
-from search.checkpoints import CheckpointStore
 from search.data import Dataset
 from search.definition import StudyDefinition
 from search.errors import SearchError
-from search.model import build_model
-from search.objective import Objective
 
 Point = tuple[float, int]  # (learning_rate, batch_size)
 

@@ -1,9 +1,9 @@
 """Per-epoch checkpoints of unfinished trials, so a killed trial continues where it stopped.
 
-One folder per grid point holds the model (a .keras file, written once per trial), its
-weights and optimizer state after the last finished epoch (.npz) and a JSON file with the
-history so far. Files are written under a temporary name and renamed, so a kill during a
-save leaves the previous checkpoint intact.
+One folder per unit (grid point and replicate) holds the model (a .keras file, written once
+per trial), its weights and optimizer state after the last finished epoch (.npz) and a JSON
+file with the history so far. Files are written under a temporary name and renamed, so a
+kill during a save leaves the previous checkpoint intact.
 """
 
 from __future__ import annotations
@@ -41,19 +41,16 @@ class Restored:
 
 
 class CheckpointStore:
-    """Checkpoints of one study, one sub-folder per grid point, named by its parameters."""
+    """Checkpoints of one study, one sub-folder per unit, named by the caller."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
         self._templates: set[Path] = set()  # folders whose template this process wrote
 
-    def _folder(self, params: dict[str, Any]) -> Path:
-        return self.root / ",".join(f"{name}={value}" for name, value in params.items())
-
-    def save(self, params: dict[str, Any], model: keras.Model, key: dict[str, Any],
+    def save(self, name: str, model: keras.Model, key: dict[str, Any],
              epochs_done: int, history: dict[str, list[float]],
              epoch_seconds: list[float]) -> None:
-        folder = self._folder(params)
+        folder = self.root / name
         folder.mkdir(parents=True, exist_ok=True)
         # The architecture and compile settings are saved as a .keras file once per trial;
         # each epoch adds only the weights and optimizer state: 8 ms, where model.save took
@@ -72,13 +69,14 @@ class CheckpointStore:
         temporary.write_text(json.dumps(state))
         os.replace(temporary, folder / "state.json")
         # Only now is the older state unreferenced.
-        for old in [*folder.glob("state-epoch*.npz"), *folder.glob("model-epoch*.keras")]:
+        for old in folder.glob("state-epoch*.npz"):
             if old.name != state_name:
                 old.unlink(missing_ok=True)
 
-    def load(self, params: dict[str, Any], key: dict[str, Any]) -> Restored | None:
-        """The checkpoint of the point ``params``, if made under the same ``key``; else None."""
-        state_path = self._folder(params) / "state.json"
+    def load(self, name: str, key: dict[str, Any]) -> Restored | None:
+        """The checkpoint ``name``, if made under the same ``key``; else None."""
+        folder = self.root / name
+        state_path = folder / "state.json"
         try:
             state = json.loads(state_path.read_text())
             if state["key"] != key:
@@ -86,15 +84,14 @@ class CheckpointStore:
                 return None
             import keras  # late: opening a study must not start TensorFlow
 
-            model = keras.saving.load_model(self._folder(params) / state["model"])
-            if "state" in state:  # else a whole .keras model per epoch, as saved before
-                with np.load(self._folder(params) / state["state"]) as arrays:
-                    values = [arrays[f"arr_{index}"] for index in range(len(arrays.files))]
-                variables = _variables(model)
-                if len(values) != len(variables):
-                    raise ValueError(f"{len(values)} arrays for {len(variables)} variables")
-                for variable, value in zip(variables, values, strict=True):
-                    variable.assign(value)
+            model = keras.saving.load_model(folder / state["model"])
+            with np.load(folder / state["state"]) as arrays:
+                values = [arrays[f"arr_{index}"] for index in range(len(arrays.files))]
+            variables = _variables(model)
+            if len(values) != len(variables):
+                raise ValueError(f"{len(values)} arrays for {len(variables)} variables")
+            for variable, value in zip(variables, values, strict=True):
+                variable.assign(value)
         except FileNotFoundError:
             return None
         except (OSError, ValueError, KeyError) as error:
@@ -102,9 +99,9 @@ class CheckpointStore:
             return None
         return Restored(model, state["epochs_done"], state["history"], state["epoch_seconds"])
 
-    def discard(self, params: dict[str, Any]) -> None:
-        self._templates.discard(self._folder(params))
-        shutil.rmtree(self._folder(params), ignore_errors=True)
+    def discard(self, name: str) -> None:
+        self._templates.discard(self.root / name)
+        shutil.rmtree(self.root / name, ignore_errors=True)
 
     def discard_all(self) -> None:
         self._templates.clear()

@@ -8,7 +8,6 @@ attributes, so nothing is ever retrained to be shown.
 
 from __future__ import annotations
 
-import gc
 import logging
 import math
 import platform
@@ -21,11 +20,12 @@ import numpy as np
 import optuna
 import tensorflow as tf
 
-from search import training
-from search.checkpoints import CheckpointStore
 from search.data import Dataset
 from search.definition import StudyDefinition
-from search.model import build_model
+from search.study.points import Unit
+from search.training.checkpoints import CheckpointStore
+from search.training.compiled import CompiledTraining
+from search.training.model import build_model
 
 logger = logging.getLogger(__name__)
 
@@ -44,13 +44,13 @@ def versions() -> dict[str, str]:
 class _TrialCallback(keras.callbacks.Callback):
     """After each epoch: check the loss, report to Optuna, store history, checkpoint."""
 
-    def __init__(self, objective: Objective, trial: optuna.Trial, params: dict[str, Any],
+    def __init__(self, objective: Objective, trial: optuna.Trial, checkpoint: str,
                  key: dict[str, Any], history: dict[str, list[float]],
                  epoch_seconds: list[float]) -> None:
         super().__init__()
         self._objective = objective
         self._trial = trial
-        self._params = params
+        self._checkpoint = checkpoint
         self._key = key
         self._history = history
         self._epoch_seconds = epoch_seconds
@@ -69,8 +69,8 @@ class _TrialCallback(keras.callbacks.Callback):
             self._history.setdefault(name, []).append(logs[name])
         # Checkpoint before reporting: an epoch the storage shows is never lost to a crash.
         if self._objective.checkpoints is not None:
-            self._objective.checkpoints.save(self._params, self.model, self._key, epoch + 1,
-                                             self._history, self._epoch_seconds)
+            self._objective.checkpoints.save(self._checkpoint, self.model, self._key,
+                                             epoch + 1, self._history, self._epoch_seconds)
         self._trial.report(logs["val_accuracy"], step=epoch + 1)
         self._trial.set_user_attr("history", self._history)
         self._trial.set_user_attr("epochs_done", epoch + 1)
@@ -78,61 +78,72 @@ class _TrialCallback(keras.callbacks.Callback):
             self._objective.on_epoch(self._trial, epoch + 1, logs, seconds)
 
 
+def checkpoint_name(unit: Unit) -> str:
+    params = ",".join(f"{name}={value}" for name, value in unit.params.items())
+    return f"{params},replicate={unit.replicate}"
+
+
 class Objective:
-    """Callable objective holding the study definition and the data (loaded once)."""
+    """Callable objective holding the study definition, the data (loaded once) and the
+    compiled training the worker's trials share."""
 
     def __init__(self, definition: StudyDefinition, data: Dataset,
-                 checkpoints: CheckpointStore | None = None,
+                 compiled: CompiledTraining, checkpoints: CheckpointStore | None = None,
                  on_epoch: EpochListener | None = None,
                  on_finish: Callable[[optuna.Trial], None] | None = None) -> None:
         self.definition = definition
         self.data = data
+        self.compiled = compiled
         self.checkpoints = checkpoints
         self.on_epoch = on_epoch
         self.on_finish = on_finish
-        # What lives now (TensorFlow, Keras, the data: 300,000 objects) lives for the whole
-        # process. Frozen, it is out of the garbage collector's reach, so the collection in
-        # each trial's clear_session() takes 10 ms instead of 0.4 s; what a trial leaves
-        # behind is still collected, and memory stays flat.
-        gc.collect()
-        gc.freeze()
-        # The grid's shapes compile on the spare core while the first trial trains.
-        self.compiling = training.compile_ahead(
-            build_model(definition.hidden_units, definition.search_space["learning_rate"][0]),
-            data, definition.search_space["batch_size"])
 
-    def __call__(self, trial: optuna.Trial) -> float:
+    def compile_ahead(self) -> None:
+        """Compile the grid's shapes on the spare core while the first trial trains."""
+        definition = self.definition
+        self.compiled.compile_ahead(
+            build_model(definition.hidden_units, definition.search_space["learning_rate"][0]),
+            self.data, definition.search_space["batch_size"])
+
+    def forget(self, unit: Unit) -> None:
+        if self.checkpoints is not None:
+            self.checkpoints.discard(checkpoint_name(unit))
+
+    def __call__(self, trial: optuna.Trial, unit: Unit) -> float:
         definition = self.definition
         params = {name: trial.suggest_categorical(name, values)
                   for name, values in definition.search_space.items()}
+        seed = definition.seed_for(unit.replicate)
         # Everything a checkpoint depends on; one made under another budget is not reused.
-        key = {"params": params, **definition.budget()}
+        key = {"params": params, "replicate": unit.replicate, **definition.budget()}
+        name = checkpoint_name(unit)
 
-        # A fresh graph per trial keeps memory flat across trials; one seed for every trial
-        # gives every grid point the same initial weights and the same batch order.
+        # A fresh graph per trial keeps memory flat across trials; one seed per replicate
+        # gives every grid point the same initial weights and batch order, so points are
+        # compared on equal terms.
         keras.backend.clear_session()
-        keras.utils.set_random_seed(definition.seed)
+        keras.utils.set_random_seed(seed)
         started = time.perf_counter()
 
-        restored = self.checkpoints.load(params, key) if self.checkpoints else None
+        restored = self.checkpoints.load(name, key) if self.checkpoints else None
         if restored is not None:
             model, first_epoch = restored.model, restored.epochs_done
             history, epoch_seconds = restored.history, restored.epoch_seconds
             for epoch, value in enumerate(history["val_accuracy"], start=1):
                 trial.report(value, step=epoch)
             trial.set_user_attr("resumed_from_epoch", first_epoch)
-            logger.info("trial %d resumes %s after epoch %d", trial.number, params, first_epoch)
+            logger.info("trial %d resumes %s after epoch %d", trial.number, name, first_epoch)
         else:
             model = build_model(definition.hidden_units, params["learning_rate"])
             first_epoch, history, epoch_seconds = 0, {}, []
-        trial.set_user_attr("seed", definition.seed)
+        trial.set_user_attr("seed", seed)
         trial.set_user_attr("versions", versions())
         trial.set_user_attr("data_sizes", self.data.describe())
 
-        callback = _TrialCallback(self, trial, params, key, history, epoch_seconds)
-        loop = training.fit(model, self.data, batch_size=int(params["batch_size"]),
-                            epochs=definition.epochs, seed=definition.seed,
-                            initial_epoch=first_epoch, callbacks=[callback])
+        callback = _TrialCallback(self, trial, name, key, history, epoch_seconds)
+        loop = self.compiled.fit(model, self.data, batch_size=int(params["batch_size"]),
+                                 epochs=definition.epochs, seed=seed,
+                                 initial_epoch=first_epoch, callbacks=[callback])
         # Recorded for the report only: the test set never chooses anything.
         test_loss, test_accuracy = loop.evaluate(self.data.x_test, self.data.y_test)
         best_epoch = int(np.argmax(history["val_accuracy"])) + 1

@@ -1,7 +1,7 @@
 """What optuna-dashboard shows beyond its own plots: each trial's curves and history, and a note.
 
 optuna-dashboard draws one series per trial, so a trial's accuracy and loss cannot be seen
-together there. ``search.runner`` therefore attaches to every finished trial a PNG of its
+together there. Every worker therefore attaches to every finished trial a PNG of its
 train/validation accuracy and loss and its history as CSV (Optuna artifacts, in a folder
 beside the study), and keeps a Markdown note on the study with the table and the best pair.
 ``python -m search.dashboard --study mnist`` serves both.
@@ -21,8 +21,9 @@ import optuna_dashboard
 from optuna.artifacts import FileSystemArtifactStore, get_all_artifact_meta, upload_artifact
 from optuna.artifacts.exceptions import ArtifactNotFound
 
-from search import figures, report
-from search.storage import Storage
+from search.results import figures, table
+from search.study import points
+from search.study.storage import Storage, study_id, trial_id
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +71,8 @@ class TrialArtifacts:
         self.root = root
 
     def __call__(self, trial: optuna.Trial) -> None:
-        params = " ".join(f"{name}={value}" for name, value in trial.params.items())
+        replicate = trial.user_attrs.get(points.REPLICATE, 0) + 1
+        params = f"{table.format_params(trial.params)}, replicate {replicate}"
         try:
             store = open_store(self.root)
             with tempfile.TemporaryDirectory() as folder:
@@ -84,7 +86,7 @@ class TrialArtifacts:
                                     study_or_trial=trial) for path in (curves, history))
             # The trial's note shows the figure full size on its page, not only as a
             # thumbnail among the artifacts; the links follow optuna-dashboard's routes.
-            link = f"/artifacts/{trial.study._study_id}/{trial._trial_id}"
+            link = f"/artifacts/{study_id(trial.study)}/{trial_id(trial)}"
             optuna_dashboard.save_note(trial, f"![accuracy and loss]({link}/{curves_id})\n\n"
                                               f"[history as CSV]({link}/{history_id})")
         except OSError as error:  # a full disk costs the figure, not the trained trial
@@ -93,7 +95,7 @@ class TrialArtifacts:
 
 
 class StudyNote:
-    """A ``run_worker`` ``on_trial_end`` hook: rewrite the study's note from storage."""
+    """A worker's ``on_trial_end`` hook: rewrite the study's note from storage."""
 
     def __init__(self, storage: Storage, study_name: str) -> None:
         self.storage = storage
@@ -101,7 +103,7 @@ class StudyNote:
 
     def __call__(self, trial: optuna.trial.FrozenTrial | None = None) -> None:
         study = optuna.load_study(study_name=self.study_name, storage=self.storage.optuna)
-        optuna_dashboard.save_note(study, report.markdown(study))
+        optuna_dashboard.save_note(study, table.markdown(study))
         if study.metric_names is None:  # the dashboard's plots then say what the value is
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)

@@ -1,4 +1,4 @@
-"""What a person watching a study sees: trial k of n, a bar per trial on a terminal, ETA.
+"""What a person watching a study sees: trial k of n, point and replicate, a bar, ETA.
 
 On a terminal each trial redraws one line per epoch in place; elsewhere (CI, a log file)
 it prints one line per epoch. Everything goes to stderr, leaving stdout for results.
@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Any, TextIO
 
 import optuna
 
-from search.definition import StudyDefinition
+from search.study import points
+from search.study.points import Unit
 
 
 def format_seconds(seconds: float) -> str:
@@ -26,25 +26,29 @@ def format_seconds(seconds: float) -> str:
     return f"{hours}h{minutes:02d}m"
 
 
-def format_params(params: dict[str, Any]) -> str:
+def format_params(params: dict) -> str:
     return " ".join(f"{name}={value}" for name, value in params.items())
+
+
+def describe_unit(unit: Unit, repeats: int) -> str:
+    """``point 4 of 9, replicate 2 of 3: learning_rate=0.001 batch_size=32``."""
+    return (f"point {unit.point + 1} of {unit.grid_size}, replicate {unit.replicate + 1} of "
+            f"{repeats}: {format_params(unit.params)}")
 
 
 class Progress:
     """Listens to one worker's trials and epochs."""
 
-    def __init__(self, definition: StudyDefinition, done_before: int,
-                 stream: TextIO | None = None, label: str = "") -> None:
-        self.definition = definition
-        self.total = len(definition.grid)
-        self.done = done_before
-        self.stream = stream or sys.stderr
+    def __init__(self, study: optuna.Study) -> None:
+        statuses = points.unit_status(study)
+        self.repeats = study.user_attrs.get(points.REPEATS, 1)
+        self.epochs = study.user_attrs[points.BUDGET]["epochs"]
+        self.total = len(statuses)
+        self.done = sum(status.complete is not None for status in statuses)
+        self.stream = sys.stderr
         self.tty = self.stream.isatty()
-        self.label = label
         self.started = time.perf_counter()
         self.epochs_run = 0
-        self.trial_started = self.started
-        self.first_epoch = 0
 
     def _write(self, text: str, final: bool = True) -> None:
         if self.tty:
@@ -53,25 +57,20 @@ class Progress:
             self.stream.write(text + "\n")
         self.stream.flush()
 
-    def trial_start(self, trial: optuna.Trial, params: dict[str, Any]) -> None:
-        self.trial_started = time.perf_counter()
-        self.first_epoch = 0
-        self._write(f"{self.label}trial {self.done + 1} of {self.total} "
-                    f"(#{trial.number}): {format_params(params)}")
+    def trial_start(self, trial: optuna.Trial, unit: Unit) -> None:
+        self._write(f"trial {self.done + 1} of {self.total} (#{trial.number}), "
+                    f"{describe_unit(unit, self.repeats)}")
 
     def epoch_end(self, trial: optuna.Trial, epoch: int, logs: dict[str, float],
                   seconds: float) -> None:
         self.epochs_run += 1
-        if self.first_epoch == 0:
-            self.first_epoch = epoch
-        epochs = self.definition.epochs
+        epochs = self.epochs
         per_epoch = (time.perf_counter() - self.started) / self.epochs_run
         left_in_trial = epochs - epoch
         left_in_study = left_in_trial + max(0, self.total - self.done - 1) * epochs
-        width = 20
-        filled = width * epoch // epochs
-        bar = "#" * filled + "." * (width - filled)
-        text = (f"{self.label}  epoch {epoch:>2}/{epochs} [{bar}] loss {logs['loss']:.4f} "
+        filled = 20 * epoch // epochs
+        bar = "#" * filled + "." * (20 - filled)
+        text = (f"  epoch {epoch:>2}/{epochs} [{bar}] loss {logs['loss']:.4f} "
                 f"acc {logs['accuracy']:.4f} val_loss {logs['val_loss']:.4f} "
                 f"val_acc {logs['val_accuracy']:.4f}  {seconds:.1f}s/epoch  "
                 f"elapsed {format_seconds(time.perf_counter() - self.started)}  "
@@ -83,9 +82,10 @@ class Progress:
         attrs = trial.user_attrs
         if trial.state == optuna.trial.TrialState.COMPLETE:
             self.done += 1
-            self._write(f"{self.label}  done: val_accuracy {trial.value:.4f} (best epoch "
+            self._write(f"  done: val_accuracy {trial.value:.4f} (best epoch "
                         f"{attrs.get('best_epoch')}), test_accuracy "
                         f"{attrs.get('test_accuracy', float('nan')):.4f}, "
-                        f"{attrs.get('seconds', 0):.1f}s training")
+                        f"{attrs.get('seconds', 0):.1f}s training "
+                        f"[{self.done} of {self.total} trials complete]")
         else:
-            self._write(f"{self.label}  {trial.state.name}: {attrs.get('failure', '')}")
+            self._write(f"  {trial.state.name}: {attrs.get(points.FAILURE, '')}")

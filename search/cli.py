@@ -1,0 +1,63 @@
+"""What every command-line entry point shares: one-line flag errors, logging, and the way a
+run ends (a one-line error, or Ctrl-C/SIGTERM as exit 130 with the resume hint)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable
+
+from search.errors import SearchError
+
+# Before TensorFlow is imported anywhere: keep its C++ start-up chatter off the terminal.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+RESUME_HINT = "interrupted; run the same command again to resume"
+
+
+class Parser(argparse.ArgumentParser):
+    def __init__(self, prog: str, description: str | None) -> None:
+        super().__init__(prog=prog, description=description,
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    def error(self, message: str) -> None:  # one line, not the usage block
+        self.exit(2, f"{self.prog}: {message} (see --help)\n")
+
+
+def setup_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("absl", "tensorflow", "optuna"):
+        logging.getLogger(noisy).setLevel(logging.INFO if verbose else logging.ERROR)
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # a terminated run is recorded like Ctrl-C: resumable
+
+
+def handle_signals_and_errors(action: Callable[[], int], verbose: bool) -> int:
+    """Run ``action``; a SearchError is one line and exit 1, an interruption exit 130."""
+    from search.worker.loop import Interrupted, ignore_further_interrupts
+
+    setup_logging(verbose)
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        return action()
+    except SearchError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except Interrupted as stop:
+        if stop.trial_number is not None:
+            print(f"interrupted: trial {stop.trial_number} ({stop.params}) stopped after "
+                  f"epoch {stop.epochs_done}; its checkpoint is kept. Run the same command "
+                  "to resume.", file=sys.stderr)
+        else:
+            print(RESUME_HINT, file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        ignore_further_interrupts()
+        print(RESUME_HINT, file=sys.stderr)
+        return 130

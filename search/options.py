@@ -1,0 +1,91 @@
+"""Everything a run needs, as one plain, serialisable object.
+
+The command line turns flags into ``RunOptions``; ``search.run_study`` takes plain values and
+builds the same object; worker processes receive it whole, as JSON on their standard input,
+so a new setting is one field here and nothing travels on a command line (where ``ps``
+would show a database password to every user of the machine).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+
+from search.definition import STUDIES_DIR, StudyDefinition
+from search.errors import SearchError
+
+QUICK_TRAIN_SIZE = 2000
+STORAGE_VARIABLE = "OPTUNA_STORAGE"  # as Optuna's own command line reads it
+
+
+@dataclasses.dataclass(frozen=True)
+class RunOptions:
+    definition: StudyDefinition  # with --quick, --epochs and --repeats applied
+    storage_url: str
+    studies_dir: Path = STUDIES_DIR
+    data_dir: str | None = None
+    workers: int = 1
+    threads: int = 1  # CPU threads per worker
+    fresh: bool = False
+    retry_failed: bool = False
+    show_progress: bool = True
+
+    def to_json(self) -> str:
+        fields = dataclasses.asdict(self)
+        fields["studies_dir"] = str(self.studies_dir)
+        return json.dumps(fields)
+
+    @classmethod
+    def from_json(cls, text: str) -> RunOptions:
+        fields = json.loads(text)
+        fields["definition"] = StudyDefinition(**fields["definition"])
+        fields["studies_dir"] = Path(fields["studies_dir"])
+        return cls(**fields)
+
+
+def _positive(name: str, value: int | None) -> None:
+    if value is not None and (isinstance(value, bool) or value <= 0):
+        raise SearchError(f"{name} must be positive, not {value}")
+
+
+def effective_definition(definition: StudyDefinition, *, epochs: int | None = None,
+                         quick: bool = False, repeats: int | None = None) -> StudyDefinition:
+    """The definition a run uses: --quick and --epochs make studies of their own names
+    (their trials differ); --repeats only grows the same study."""
+    _positive("--epochs", epochs)
+    _positive("--repeats", repeats)
+    if quick:
+        train_size = min(QUICK_TRAIN_SIZE, definition.train_size or QUICK_TRAIN_SIZE)
+        definition = definition.with_overrides(epochs=1, train_size=train_size,
+                                               name_suffix="-quick")
+    elif epochs is not None and epochs != definition.epochs:
+        definition = definition.with_overrides(epochs=epochs, name_suffix=f"-epochs{epochs}")
+    return definition.with_overrides(repeats=repeats)
+
+
+def storage_url(definition: StudyDefinition, given: str | None, studies_dir: Path) -> str:
+    """--storage, else $OPTUNA_STORAGE, else the definition's [storage] url, else a SQLite
+    file beside the definitions."""
+    return given or os.environ.get(STORAGE_VARIABLE) or \
+        definition.default_storage_url(studies_dir)
+
+
+def make_options(definition: StudyDefinition, *, storage: str | None = None,
+                 studies_dir: Path | None = None, data_dir: str | None = None,
+                 workers: int = 1, threads: int | None = None, epochs: int | None = None,
+                 quick: bool = False, repeats: int | None = None, fresh: bool = False,
+                 retry_failed: bool = False, show_progress: bool = True) -> RunOptions:
+    """Check plain values and build the options; bad ones raise a one-line SearchError."""
+    _positive("--workers", workers)
+    _positive("--threads", threads)
+    studies_dir = studies_dir or STUDIES_DIR
+    effective = effective_definition(definition, epochs=epochs, quick=quick, repeats=repeats)
+    # One thread per worker. XLA hardly splits this MLP's small matrix products, and N
+    # single-thread workers on N cores do not oversubscribe them; the spare core compiles.
+    return RunOptions(definition=effective,
+                      storage_url=storage_url(effective, storage, studies_dir),
+                      studies_dir=studies_dir, data_dir=None if data_dir is None
+                      else str(data_dir), workers=workers, threads=threads or 1,
+                      fresh=fresh, retry_failed=retry_failed, show_progress=show_progress)

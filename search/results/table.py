@@ -1,0 +1,190 @@
+"""A study's results, read from storage alone: one row per grid point, the verdict, exports.
+
+Each grid point's row aggregates its replicates (mean, sample std, 95 % interval of the
+validation accuracy, mean test accuracy); the verdict (``search.results.statistics``) says
+which points cannot be told from the best. Per-trial rows stay available for the CSV.
+Nothing is retrained: every number comes from what the trials stored.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+from typing import Any
+
+import optuna
+
+from search.errors import SearchError
+from search.results import statistics
+from search.results.statistics import PointSummary, Verdict, format_params, format_value
+from search.study import points
+
+# A point's state, from its units': the first of these that any unit is in.
+_POINT_STATES = (points.GIVEN_UP, points.RUNNING, points.RETRYING, points.PENDING)
+
+
+@dataclasses.dataclass
+class PointRow:
+    summary: PointSummary
+    state: str  # complete, or the most pressing state among its unfinished replicates
+    repeats: int
+    tied_with_best: bool = False
+    best: bool = False
+
+
+def _require_budget(study: optuna.Study) -> None:
+    if points.BUDGET not in study.user_attrs:
+        raise SearchError(f"study '{study.study_name}' has no stored definition; "
+                          "it was not made by search.run")
+
+
+def unit_rows(study: optuna.Study) -> list[points.UnitStatus]:
+    _require_budget(study)
+    return points.unit_status(study)
+
+
+def point_results(statuses: list[points.UnitStatus]) -> list[statistics.PointResult]:
+    """Each grid point's COMPLETE replicates, in grid order."""
+    by_point: dict[int, statistics.PointResult] = {}
+    for status in statuses:
+        unit = status.unit
+        result = by_point.setdefault(unit.point, statistics.PointResult(unit.params, {}, {}))
+        if status.complete is not None:
+            result.validation[unit.replicate] = status.complete.value
+            test = status.complete.user_attrs.get("test_accuracy")
+            if test is not None:
+                result.test[unit.replicate] = test
+    return [by_point[point] for point in sorted(by_point)]
+
+
+def verdict_of(study: optuna.Study) -> Verdict:
+    return statistics.verdict(statistics.summarise(point_results(unit_rows(study))))
+
+
+def point_rows(study: optuna.Study) -> tuple[list[PointRow], Verdict]:
+    """One row per grid point, best mean first (validation only), and the verdict."""
+    statuses = unit_rows(study)
+    limit = points.max_attempts(study)
+    states: dict[str, list[str]] = {}
+    for status in statuses:
+        states.setdefault(points.canonical(status.unit.params), []).append(status.state(limit))
+    summaries = statistics.summarise(point_results(statuses))
+    verdict = statistics.verdict(summaries)
+    tied = {points.canonical(s.params) for s in verdict.indistinguishable}
+    best = points.canonical(verdict.best.params) if verdict.best else None
+    rows = []
+    for summary in summaries:
+        key = points.canonical(summary.params)
+        unit_states = states[key]
+        state = next((s for s in _POINT_STATES if s in unit_states), points.COMPLETE)
+        rows.append(PointRow(summary, state, len(unit_states), key in tied, key == best))
+    return rows, verdict
+
+
+def _number(value: float | None, digits: int = 4) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def records(rows: list[PointRow]) -> list[dict[str, Any]]:
+    """Flat dictionaries for tables and CSV: one per grid point, best mean first."""
+    result = []
+    for row in rows:
+        summary = row.summary
+        ci = summary.ci95
+        result.append({
+            **{name: format_value(value) for name, value in summary.params.items()},
+            "n": f"{summary.n}/{row.repeats}", "mean": _number(summary.mean),
+            "std": _number(summary.std), "ci95": f"{ci[0]:.4f}-{ci[1]:.4f}" if ci else "-",
+            "test_mean": _number(summary.test_mean), "state": row.state,
+            "verdict": "best" if row.best else "tied" if row.tied_with_best else ""})
+    return result
+
+
+def format_table(rows: list[PointRow]) -> str:
+    data = records(rows)
+    if not data:
+        return "(no grid points)"
+    headers = list(data[0])
+    widths = [max(len(h), *(len(str(r[h])) for r in data)) for h in headers]
+    lines = ["  ".join(h.rjust(w) for h, w in zip(headers, widths, strict=True))]
+    lines += ["  ".join(str(r[h]).rjust(w) for h, w in zip(headers, widths, strict=True))
+              for r in data]
+    return "\n".join(lines)
+
+
+def progress_line(study: optuna.Study, rows: list[PointRow]) -> str:
+    done_points = sum(row.state == points.COMPLETE for row in rows)
+    trials = sum(row.summary.n for row in rows)
+    repeats = rows[0].repeats if rows else 0
+    return (f"study '{study.study_name}': {done_points} of {len(rows)} grid points complete, "
+            f"{trials} of {len(rows) * repeats} trials ({repeats} replicate(s) per point)")
+
+
+def _given_up_lines(study: optuna.Study) -> list[str]:
+    limit = points.max_attempts(study)
+    return [f"given up: {format_params(s.unit.params)} replicate {s.unit.replicate + 1}: "
+            f"{s.last_failure}" for s in unit_rows(study) if s.state(limit) == points.GIVEN_UP]
+
+
+def summary(study: optuna.Study) -> str:
+    """How much is done, the table of grid points, the verdict, and any given-up units."""
+    rows, verdict = point_rows(study)
+    return "\n".join([progress_line(study, rows), "", format_table(rows), "",
+                      *verdict.lines, *_given_up_lines(study)])
+
+
+def markdown(study: optuna.Study) -> str:
+    """The summary as Markdown: the study's note in optuna-dashboard."""
+    rows, verdict = point_rows(study)
+    data = records(rows)
+    headers = list(data[0]) if data else []
+    lines = [f"### {progress_line(study, rows)}", "",
+             *(f"- {line}" for line in verdict.lines), "",
+             "| " + " | ".join(headers) + " |", "|" + " ---: |" * len(headers)]
+    lines += ["| " + " | ".join(str(r[h]) for h in headers) + " |" for r in data]
+    lines += ["", "mean, std (n-1) and the 95 % interval are of the last epoch's validation "
+              "accuracy over the replicates; 'tied' points cannot be told from the best "
+              f"({statistics.TEST_NAME}). Each trial's page lists its curves and history. "
+              f"Full report: `python -m search.report --study {study.study_name}`"]
+    return "\n".join(lines)
+
+
+def to_csv(study: optuna.Study) -> str:
+    data = records(point_rows(study)[0])
+    buffer = io.StringIO()
+    if data:
+        writer = csv.DictWriter(buffer, fieldnames=list(data[0]))
+        writer.writeheader()
+        writer.writerows(data)
+    return buffer.getvalue()
+
+
+def trials_csv(study: optuna.Study) -> str:
+    """One row per unit: its replicate, state, trial and numbers."""
+    limit = points.max_attempts(study)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    statuses = unit_rows(study)
+    names = list(statuses[0].unit.params) if statuses else []
+    writer.writerow([*names, "replicate", "state", "trial", "val_accuracy", "best_epoch",
+                     "test_accuracy", "seconds"])
+    for status in statuses:
+        trial = status.complete or status.running
+        attrs = trial.user_attrs if trial else {}
+        writer.writerow([*(format_value(status.unit.params[n]) for n in names),
+                         status.unit.replicate, status.state(limit),
+                         trial.number if trial else "", status.complete.value
+                         if status.complete else "", attrs.get("best_epoch", ""),
+                         attrs.get("test_accuracy", ""), attrs.get("seconds", "")])
+    return buffer.getvalue()
+
+
+def to_json(study: optuna.Study) -> str:
+    """``{"pairs": [...], "verdict": {...}}``: the contract other tools read."""
+    rows, verdict = point_rows(study)
+    pairs = [{**row.summary.to_json(), "state": row.state, "repeats": row.repeats}
+             for row in rows]
+    return json.dumps({"study": study.study_name, "pairs": pairs,
+                       "verdict": verdict.to_json()}, indent=2)

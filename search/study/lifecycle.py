@@ -1,0 +1,120 @@
+"""A study's life: created with its budget and grid map, checked on every open, deleted on
+``--fresh``; and where its checkpoints and artifact files live.
+
+A study is continued only under the budget it was started with, and units are always
+identified through the grid map stored on it: a changed grid, epoch count or model would
+otherwise mix trials of two different searches, and a changed grid order would credit
+trials to the wrong points.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+
+from search.definition import StudyDefinition
+from search.errors import SearchError
+from search.study import points
+from search.study.storage import Storage
+from search.training.checkpoints import CheckpointStore
+
+
+def open_study(storage: Storage, definition: StudyDefinition,
+               sampler: optuna.samplers.BaseSampler | None = None) -> optuna.Study:
+    """Load the study, or create it with its definition, budget and grid map stored on it."""
+    study = optuna.create_study(study_name=definition.name, storage=storage.optuna,
+                                direction="maximize", sampler=sampler, load_if_exists=True)
+    attrs = study.user_attrs
+    budget, grid = points.normalised(definition.budget()), points.normalised(definition.grid)
+    where = f"study '{definition.name}' in {storage.display_url}"
+    if points.BUDGET not in attrs:
+        study.set_user_attr(points.BUDGET, budget)
+        study.set_user_attr("definition", definition.source)
+        study.set_user_attr(points.GRID, grid)
+        study.set_user_attr(points.REPEATS, definition.repeats)
+        study.set_user_attr(points.MAX_ATTEMPTS, definition.max_attempts)
+        return study
+    if attrs[points.BUDGET] != budget:
+        changed = sorted(key for key in budget if attrs[points.BUDGET].get(key) != budget[key])
+        raise SearchError(
+            f"{where} was started with another {', '.join(changed)}; give the changed study "
+            "a new name (a new studies/*.toml) or pass --fresh to discard the stored trials")
+    _check_grid(study, grid, where)
+    stored_repeats = attrs.get(points.REPEATS, 1)
+    if definition.repeats < stored_repeats:
+        raise SearchError(
+            f"{where} already runs {stored_repeats} replicates per point; repeats = "
+            f"{definition.repeats} would hide trials: raise it or leave it at "
+            f"{stored_repeats} (or pass --fresh to start over)")
+    if definition.repeats > stored_repeats:  # growing: only the new replicates will run
+        study.set_user_attr(points.REPEATS, definition.repeats)
+    if attrs.get(points.MAX_ATTEMPTS) != definition.max_attempts:
+        study.set_user_attr(points.MAX_ATTEMPTS, definition.max_attempts)
+    return study
+
+
+def _check_grid(study: optuna.Study, grid: list[dict], where: str) -> None:
+    """The stored map must hold exactly the definition's points; its order is what counts."""
+    stored = study.user_attrs.get(points.GRID)
+    if stored is None:
+        if study.get_trials(deepcopy=False):
+            raise SearchError(
+                f"{where} was made by a version that stored no grid map, so its trials "
+                "cannot be matched to points safely; pass --fresh to start it over (the "
+                "report still reads it)")
+        study.set_user_attr(points.GRID, grid)
+        return
+    key = points.canonical
+    if not isinstance(stored, list) or sorted(map(key, stored)) != sorted(map(key, grid)) \
+            or len({key(point) for point in stored}) != len(stored):
+        raise SearchError(
+            f"{where}: its stored grid map does not match its definition's grid (the "
+            "storage was edited by hand?); pass --fresh to start over")
+
+
+def delete_study(storage: Storage, name: str, checkpoints: CheckpointStore) -> bool:
+    """Remove a study, its claims and its checkpoints; False if there was none."""
+    try:
+        study_id = storage.optuna.get_study_id_from_name(name)
+    except KeyError:
+        checkpoints.discard_all()
+        return False
+    storage.claims.delete_study(study_id)
+    optuna.delete_study(study_name=name, storage=storage.optuna)
+    checkpoints.discard_all()
+    return True
+
+
+def is_stored(storage: Storage, name: str) -> bool:
+    try:
+        storage.optuna.get_study_id_from_name(name)
+    except KeyError:
+        return False
+    return True
+
+
+def beside_storage(storage_url: str, suffix: str) -> Path | None:
+    """``studies/mnist.db`` -> ``studies/mnist.SUFFIX``; None unless the storage is a file."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(storage_url)
+    if url.get_backend_name() == "sqlite" and url.database:
+        database = Path(url.database)
+        return database.with_name(f"{database.stem}.{suffix}")
+    return None
+
+
+def checkpoint_root(storage_url: str, study_name: str, studies_dir: Path) -> Path:
+    """Checkpoints live beside a SQLite file, else under studies/."""
+    folder = beside_storage(storage_url, "checkpoints")
+    return folder / study_name if folder else studies_dir / f"{study_name}.checkpoints"
+
+
+def artifact_root(storage_url: str, study_name: str, studies_dir: Path) -> Path:
+    """Trial figures for optuna-dashboard: beside a SQLite file, else under studies/.
+
+    One folder serves every study in a SQLite file (artifact ids are unique), so the
+    dashboard, which shows a whole storage, finds them all.
+    """
+    return beside_storage(storage_url, "artifacts") or studies_dir / f"{study_name}.artifacts"

@@ -1,0 +1,101 @@
+"""``--workers N``: N worker processes on this machine sharing one study, one progress view.
+
+Each worker is ``python -m search.worker``, given its ``RunOptions`` on standard input; they
+coordinate only through the storage (see ``search.study.claims``), exactly as workers on
+several machines do. This process starts them, shows the study's progress as read from the
+storage, and waits.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import signal
+import subprocess
+import sys
+import time
+
+import optuna
+from optuna.trial import TrialState
+
+from search.options import RunOptions
+from search.study import points
+from search.worker.progress import format_params, format_seconds
+
+POLL_SECONDS = 1.0
+
+
+class StudyMonitor:
+    """Prints what the storage shows: trials starting, epochs finishing, trials ending."""
+
+    def __init__(self, study: optuna.Study) -> None:
+        self.study = study
+        self.epochs = study.user_attrs[points.BUDGET]["epochs"]
+        self.seen_epochs: dict[int, int] = {}
+        self.ended: set[int] = {t.number for t in study.get_trials(deepcopy=False)
+                                if t.state.is_finished()}
+        self.started = time.perf_counter()
+
+    def _name(self, trial: optuna.trial.FrozenTrial) -> str:
+        replicate = trial.user_attrs.get(points.REPLICATE, 0)
+        return f"#{trial.number} {format_params(trial.params)} replicate {replicate + 1}"
+
+    def poll(self) -> None:
+        trials = self.study.get_trials(deepcopy=False)
+        done = sum(t.state == TrialState.COMPLETE for t in trials)
+        total = len(points.unit_status(self.study, trials))
+        for trial in trials:
+            if trial.number in self.ended:
+                continue
+            if trial.number not in self.seen_epochs:
+                self.seen_epochs[trial.number] = 0
+                print(f"trial {self._name(trial)} started", file=sys.stderr)
+            for step in sorted(trial.intermediate_values):
+                if step > self.seen_epochs[trial.number]:
+                    self.seen_epochs[trial.number] = step
+                    print(f"  #{trial.number} epoch {step}/{self.epochs} val_acc "
+                          f"{trial.intermediate_values[step]:.4f}", file=sys.stderr)
+            if trial.state.is_finished():
+                self.ended.add(trial.number)
+                outcome = (f"val_accuracy {trial.value:.4f}" if trial.state == TrialState.COMPLETE
+                           else f"{trial.state.name}: {trial.user_attrs.get(points.FAILURE)}")
+                print(f"  {self._name(trial)} ended, {outcome} [{done} of {total} trials "
+                      f"complete, elapsed {format_seconds(time.perf_counter() - self.started)}]",
+                      file=sys.stderr)
+
+
+def _start_worker(options: RunOptions) -> subprocess.Popen:
+    worker = subprocess.Popen([sys.executable, "-m", "search.worker"], stdin=subprocess.PIPE,
+                              text=True)
+    worker.stdin.write(dataclasses.replace(options, workers=1).to_json())
+    worker.stdin.close()
+    return worker
+
+
+def run_pool(options: RunOptions, study: optuna.Study) -> tuple[bool, list[str]]:
+    """Start the workers, watch the study until they exit.
+
+    Returns whether the run was interrupted, and a line for each worker that failed.
+    """
+    print(f"starting {options.workers} workers with {options.threads} CPU thread(s) each",
+          file=sys.stderr)
+    workers = [_start_worker(options) for _ in range(options.workers)]
+    monitor = StudyMonitor(study)
+    interrupted = False
+    try:
+        # poll() every worker each round (no short-circuit): it also reaps the dead ones.
+        while [worker.poll() for worker in workers].count(None):
+            monitor.poll()
+            time.sleep(POLL_SECONDS)
+    except KeyboardInterrupt:
+        # A terminal's Ctrl-C reaches the workers too; a kill of this process alone does not.
+        interrupted = True
+        for worker in workers:
+            if worker.poll() is None:
+                worker.send_signal(signal.SIGINT)
+        for worker in workers:
+            worker.wait()
+    monitor.poll()
+    codes = [worker.returncode for worker in workers]
+    failed = [f"worker {i + 1} exited with {code}" for i, code in enumerate(codes)
+              if code not in (0, 130)]
+    return interrupted or 130 in codes, failed
