@@ -1,4 +1,8 @@
-"""Shared fixtures: real MNIST from ../shared/mnist (or $MNIST_DATA), tiny definitions."""
+"""Shared fixtures: real MNIST from ../shared/mnist (or $MNIST_DATA), tiny definitions.
+
+The integration modules (they train, start processes, servers or a browser) are marked
+``slow``; ``pytest -m "not slow"`` runs the in-memory tier alone.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +25,15 @@ MNIST_DIR = Path(os.environ.get("MNIST_DATA", REPO.parent / "shared" / "mnist"))
 def _seeded() -> None:
     random.seed(0)
     np.random.seed(0)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_storage_from_the_environment():
+    """$OPTUNA_STORAGE comes before a definition's storage: a value in the developer's shell
+    must not send the tests' studies (or their subprocesses') into that database."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv("OPTUNA_STORAGE", raising=False)
+        yield
 
 
 @pytest.fixture(autouse=True)

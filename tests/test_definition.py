@@ -35,7 +35,7 @@ def test_project_definitions_load_with_the_full_grid(name: str) -> None:
 
 def test_mnist_is_the_full_budget_and_smoke_its_tiny_twin() -> None:
     full, smoke = definition.load("mnist"), definition.load("mnist-smoke")
-    assert full.epochs == 10 and full.train_size is None
+    assert full.epochs == 10 and full.train_size is None and full.repeats == 3
     assert smoke.epochs == 1 and smoke.train_size is not None
     assert smoke.search_space == full.search_space
 
@@ -44,7 +44,7 @@ def test_a_valid_file_round_trips(tmp_path: Path) -> None:
     (tmp_path / "mine.toml").write_text(VALID)
     loaded = definition.load("mine", tmp_path)
     assert (loaded.epochs, loaded.hidden_units, loaded.seed) == (2, [16, 8], 0)
-    assert loaded.max_attempts == 3 and loaded.train_size is None
+    assert loaded.max_attempts == 3 and loaded.train_size is None and loaded.repeats == 1
     assert loaded.default_storage_url(tmp_path) == f"sqlite:///{tmp_path}/mine.db"
     assert loaded.source == VALID
 
@@ -63,6 +63,8 @@ MALFORMED = [
     ("epochs a bool", _replace("epochs = 2", "epochs = true"), "training.epochs"),
     ("epochs a float", _replace("epochs = 2", "epochs = 2.5"), "training.epochs"),
     ("epochs zero", _replace("epochs = 2", "epochs = 0"), "training.epochs"),
+    ("repeats zero", _replace("seed = 0", "seed = 0\nrepeats = 0"), "training.repeats"),
+    ("repeats text", _replace("seed = 0", "seed = 0\nrepeats = \"3\""), "training.repeats"),
     ("hidden_units a string", _replace("[16, 8]", '"16,8"'), "training.hidden_units"),
     ("hidden_units empty", _replace("[16, 8]", "[]"), "training.hidden_units"),
     ("hidden_units negative", _replace("[16, 8]", "[16, -8]"), "training.hidden_units"),

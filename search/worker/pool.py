@@ -63,10 +63,19 @@ class StudyMonitor:
                       file=sys.stderr)
 
 
+def worker_command() -> list[str]:
+    """A worker's command line: nothing of the options, so ``ps`` shows no password."""
+    return [sys.executable, "-m", "search.worker"]
+
+
+def worker_input(options: RunOptions) -> str:
+    """What a worker reads on its standard input: its options, as JSON."""
+    return dataclasses.replace(options, workers=1).to_json()
+
+
 def _start_worker(options: RunOptions) -> subprocess.Popen:
-    worker = subprocess.Popen([sys.executable, "-m", "search.worker"], stdin=subprocess.PIPE,
-                              text=True)
-    worker.stdin.write(dataclasses.replace(options, workers=1).to_json())
+    worker = subprocess.Popen(worker_command(), stdin=subprocess.PIPE, text=True)
+    worker.stdin.write(worker_input(options))
     worker.stdin.close()
     return worker
 

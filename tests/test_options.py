@@ -1,0 +1,98 @@
+"""Flags to options, without running anything: names, defaults, bad values, the workers'
+settings (which travel as JSON, never on a command line)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from search import definition, options, run
+from search.errors import SearchError
+from search.worker import pool
+
+DEFINITION = definition.parse("""\
+[search_space]
+learning_rate = [0.001, 0.01]
+batch_size = [32]
+
+[training]
+epochs = 3
+hidden_units = [8]
+validation_size = 10
+seed = 0
+repeats = 2
+""", "tiny", "tiny.toml")
+SECRET_URL = "postgresql+psycopg://search:s3cret@db.example/search"
+
+
+def test_quick_and_epochs_make_studies_of_their_own_names() -> None:
+    quick = options.effective_definition(DEFINITION, quick=True)
+    assert (quick.name, quick.epochs, quick.train_size) == ("tiny-quick", 1, 2000)
+    longer = options.effective_definition(DEFINITION, epochs=5)
+    assert (longer.name, longer.epochs) == ("tiny-epochs5", 5)
+    assert options.effective_definition(DEFINITION, epochs=3).name == "tiny"
+
+
+def test_repeats_grow_the_same_study() -> None:
+    grown = options.effective_definition(DEFINITION, repeats=5)
+    assert (grown.name, grown.repeats) == ("tiny", 5)
+    assert grown.budget() == DEFINITION.budget()  # replicates are not part of the budget
+
+
+@pytest.mark.parametrize("setting", [{"workers": 0}, {"threads": -1}, {"repeats": 0},
+                                     {"epochs": 0}])
+def test_non_positive_numbers_are_one_line_errors(setting: dict) -> None:
+    with pytest.raises(SearchError, match="must be positive") as raised:
+        options.make_options(DEFINITION, **setting)
+    assert "\n" not in str(raised.value)
+
+
+def test_storage_comes_from_the_flag_then_the_environment_then_the_definition(
+        monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.delenv(options.STORAGE_VARIABLE, raising=False)
+    assert options.storage_url(DEFINITION, None, tmp_path) == f"sqlite:///{tmp_path}/tiny.db"
+    monkeypatch.setenv(options.STORAGE_VARIABLE, SECRET_URL)
+    assert options.storage_url(DEFINITION, None, tmp_path) == SECRET_URL
+    assert options.storage_url(DEFINITION, "sqlite:///x.db", tmp_path) == "sqlite:///x.db"
+
+
+def test_options_round_trip_through_json() -> None:
+    made = options.make_options(DEFINITION, storage=SECRET_URL, workers=2, repeats=3,
+                                data_dir="/data", fresh=True)
+    assert options.RunOptions.from_json(made.to_json()) == made
+
+
+def test_workers_get_the_storage_url_on_stdin_not_on_their_command_line() -> None:
+    made = options.make_options(DEFINITION, storage=SECRET_URL, workers=2)
+    command = pool.worker_command()
+    assert not any("s3cret" in part or "postgresql" in part for part in command)
+    assert "s3cret" in pool.worker_input(made)
+
+
+def test_the_run_parser_reads_every_flag(tmp_path: Path) -> None:
+    args = run.build_parser().parse_args([
+        "--study", "mnist", "--storage", "sqlite:///x.db", "--data-dir", "d", "--epochs", "2",
+        "--quick", "--repeats", "3", "--workers", "2", "--threads", "1", "--fresh",
+        "--retry-failed", "--studies-dir", str(tmp_path), "-v"])
+    assert (args.study, args.repeats, args.workers, args.studies_dir) == \
+        ("mnist", 3, 2, tmp_path)
+    assert args.quick and args.fresh and args.retry_failed and args.verbose
+
+
+@pytest.mark.parametrize("argv", [[], ["--study"], ["--study", "x", "--workers", "two"],
+                                  ["--study", "x", "--bogus"]])
+def test_a_wrong_flag_is_one_line_and_exit_2(argv: list[str], capsys) -> None:
+    with pytest.raises(SystemExit) as exited:
+        run.build_parser().parse_args(argv)
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "see --help" in err
+
+
+def test_run_main_reports_a_bad_value_in_one_line(capsys, tmp_path: Path) -> None:
+    (tmp_path / "tiny.toml").write_text(DEFINITION.source)
+    code = run.main(["--study", "tiny", "--studies-dir", str(tmp_path), "--workers", "0"])
+    assert code == 1
+    assert capsys.readouterr().err.strip() == "error: --workers must be positive, not 0"
+    assert not (tmp_path / "tiny.db").exists()
