@@ -10,6 +10,7 @@ import dataclasses
 import itertools
 import re
 import tomllib
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,15 +20,28 @@ from search.errors import SearchError
 
 STUDIES_DIR = Path(__file__).resolve().parent.parent / "studies"
 
-# Each key: (type or types, required, default).
+# Names Keras resolves (keras.activations.get) and optimizers search.training.model builds;
+# spelled out here so that reading a definition never imports TensorFlow.
+ACTIVATIONS = ("relu", "gelu", "tanh", "sigmoid", "elu", "selu", "silu", "swish", "leaky_relu",
+               "relu6", "mish", "softplus", "softsign")
+OPTIMIZERS = ("adam", "sgd", "rmsprop")
+# The seed's MLP. A knob is searched ([search_space]) or fixed ([training]), never both.
+SEED_MODEL: dict[str, Any] = {"hidden_units": [128, 64], "activation": "relu",
+                              "dropout": 0.0, "optimizer": "adam"}
+
+# Each key: (type or types, required, default). Every [training] key defaults to the seed's
+# setup, so a study file holds only what differs from it.
 _SCHEMA: dict[str, dict[str, tuple[Any, bool, Any]]] = {
-    "search_space": {},  # any names, each a non-empty list of numbers or strings
+    "search_space": {},  # the names of _PARAMETERS, each a non-empty list of values
     "training": {
-        "epochs": (int, True, None),
-        "hidden_units": (list, True, None),
-        "validation_size": (int, True, None),
+        "epochs": (int, False, 10),
+        "hidden_units": (list, False, SEED_MODEL["hidden_units"]),
+        "activation": (str, False, SEED_MODEL["activation"]),
+        "dropout": (int | float, False, SEED_MODEL["dropout"]),
+        "optimizer": (str, False, SEED_MODEL["optimizer"]),
+        "validation_size": (int, False, 6000),
         "train_size": (int, False, None),
-        "seed": (int, True, None),
+        "seed": (int, False, 0),
         "max_attempts": (int, False, 3),
         "repeats": (int, False, 1),
     },
@@ -38,16 +52,60 @@ _SCHEMA: dict[str, dict[str, tuple[Any, bool, Any]]] = {
 _REQUIRED_PARAMETERS = ("learning_rate", "batch_size")
 
 
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _layer_sizes(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(map(_positive_int, value))
+
+
+# What a value of each parameter must be: (check, "must ..." for one value, for a list).
+_PARAMETERS: dict[str, tuple[Callable[[Any], bool], str, str]] = {
+    "learning_rate": (lambda v: _number(v) and 0 < v < 1, "lie in (0, 1)", "lie in (0, 1)"),
+    "batch_size": (_positive_int, "be a positive integer", "be positive integers"),
+    "hidden_units": (_layer_sizes, "be a non-empty list of positive integers",
+                     "be non-empty lists of positive integers (like [[128, 64], [512]])"),
+    "dropout": (lambda v: _number(v) and 0 <= v < 1, "lie in [0, 1)", "lie in [0, 1)"),
+    "activation": (lambda v: v in ACTIVATIONS, f"be one of {', '.join(ACTIVATIONS)}",
+                   f"each be one of {', '.join(ACTIVATIONS)}"),
+    "optimizer": (lambda v: v in OPTIMIZERS, f"be one of {', '.join(OPTIMIZERS)}",
+                  f"each be one of {', '.join(OPTIMIZERS)}"),
+}
+
+
+def units_label(hidden_units: Sequence[int]) -> str:
+    """A hidden_units choice as Optuna stores it and reports show it: ``128-64``.
+
+    Optuna's categorical choices must be None, bool, int, float or str, so a list of layer
+    sizes travels through the grid, the trials and the storage as this string.
+    """
+    return "-".join(str(units) for units in hidden_units)
+
+
+def layer_sizes(label: str) -> list[int]:
+    """The layer sizes of a ``units_label``: ``"128-64"`` -> ``[128, 64]``."""
+    return [int(units) for units in label.split("-")]
+
+
 @dataclasses.dataclass(frozen=True)
 class StudyDefinition:
     """A study's search space and budget, as read from ``studies/NAME.toml``."""
 
     name: str
-    search_space: dict[str, list[Any]]
-    epochs: int
-    hidden_units: list[int]
-    validation_size: int
-    seed: int
+    search_space: dict[str, list[Any]]  # Optuna's values: hidden_units as "128-64"
+    epochs: int = 10
+    hidden_units: list[int] = dataclasses.field(
+        default_factory=lambda: list(SEED_MODEL["hidden_units"]))
+    validation_size: int = 6000
+    seed: int = 0
+    activation: str = SEED_MODEL["activation"]
+    dropout: float = SEED_MODEL["dropout"]
+    optimizer: str = SEED_MODEL["optimizer"]
     max_attempts: int = 3
     repeats: int = 1  # replicates per grid point; may grow on a stored study, never shrink
     train_size: int | None = None
@@ -84,9 +142,25 @@ class StudyDefinition:
             return self.seed
         return int(np.random.SeedSequence([self.seed, replicate]).generate_state(1)[0])
 
+    def model_arguments(self, params: dict[str, Any]) -> dict[str, Any]:
+        """What ``build_model`` takes at grid point ``params``: its searched values, the
+        fixed ones for the rest, hidden_units as a list again."""
+        arguments = {key: getattr(self, key) for key in SEED_MODEL}
+        arguments.update((key, value) for key, value in params.items()
+                         if key in SEED_MODEL or key == "learning_rate")
+        if isinstance(arguments["hidden_units"], str):
+            arguments["hidden_units"] = layer_sizes(arguments["hidden_units"])
+        return arguments
+
     def budget(self) -> dict[str, Any]:
-        """What the stored trials depend on: a study is not continued if this changes."""
-        return {
+        """What the stored trials depend on: a study is not continued if this changes.
+
+        The fixed activation, dropout and optimizer enter only where they differ from the
+        seed's model: a study stored before they existed (the seed's model, necessarily)
+        keeps an equal budget, so it continues, and so do its checkpoints. Changing any of
+        them later adds its key, and the study is refused as for any other change.
+        """
+        budget = {
             "search_space": self.search_space,
             "epochs": self.epochs,
             "hidden_units": self.hidden_units,
@@ -94,6 +168,12 @@ class StudyDefinition:
             "train_size": self.train_size,
             "seed": self.seed,
         }
+        if "hidden_units" in self.search_space:  # the fixed value means nothing then
+            del budget["hidden_units"]
+        for key in ("activation", "dropout", "optimizer"):
+            if getattr(self, key) != SEED_MODEL[key]:
+                budget[key] = getattr(self, key)
+        return budget
 
 
 def _check_type(source: str, key: str, value: Any, expected: Any) -> None:
@@ -103,9 +183,25 @@ def _check_type(source: str, key: str, value: Any, expected: Any) -> None:
         raise SearchError(f"{source}: '{key}' must be {name}, not {value!r}")
 
 
-def _positive_ints(source: str, key: str, values: list[Any]) -> None:
-    if not values or any(isinstance(v, bool) or not isinstance(v, int) or v <= 0 for v in values):
-        raise SearchError(f"{source}: '{key}' must be a non-empty list of positive integers")
+def _parameter_values(source: str, key: str, values: Any) -> list[Any]:
+    """A [search_space] list checked, as Optuna will hold it (see ``units_label``)."""
+    if key not in _PARAMETERS:  # the model would silently ignore it
+        raise SearchError(f"{source}: {'search_space.' + key!r} is not a parameter of this "
+                          f"model; it takes {', '.join(_PARAMETERS)}")
+    if not isinstance(values, list) or not values:
+        raise SearchError(f"{source}: 'search_space.{key}' must be a non-empty list")
+    check, _, many = _PARAMETERS[key]
+    wrong = [value for value in values if not check(value)]
+    if wrong:
+        raise SearchError(f"{source}: 'search_space.{key}' values must {many}, not "
+                          f"{wrong[0]!r}")
+    if key == "hidden_units":
+        values = [units_label(value) for value in values]
+    elif key == "dropout":
+        values = [float(value) for value in values]
+    if len(set(values)) != len(values):
+        raise SearchError(f"{source}: 'search_space.{key}' repeats a value")
+    return values
 
 
 def parse(text: str, name: str, source: str) -> StudyDefinition:
@@ -122,24 +218,10 @@ def parse(text: str, name: str, source: str) -> StudyDefinition:
     space = document.get("search_space")
     if not isinstance(space, dict) or not space:
         raise SearchError(f"{source}: [search_space] is missing or empty")
-    for key, values in space.items():
-        if not isinstance(values, list) or not values:
-            raise SearchError(f"{source}: 'search_space.{key}' must be a non-empty list")
-        if any(isinstance(v, bool) or not isinstance(v, int | float | str) for v in values):
-            raise SearchError(f"{source}: 'search_space.{key}' holds a value that is not a "
-                              "number or a string")
-        if len(set(values)) != len(values):
-            raise SearchError(f"{source}: 'search_space.{key}' repeats a value")
+    space = {key: _parameter_values(source, key, values) for key, values in space.items()}
     for key in _REQUIRED_PARAMETERS:
         if key not in space:
             raise SearchError(f"{source}: 'search_space.{key}' is missing")
-    for key in space:
-        if key not in _REQUIRED_PARAMETERS:  # the model would silently ignore it
-            raise SearchError(f"{source}: {'search_space.' + key!r} is not a parameter of "
-                              f"this model; it takes {', '.join(_REQUIRED_PARAMETERS)}")
-    _positive_ints(source, "search_space.batch_size", space["batch_size"])
-    if any(isinstance(v, str) or not 0 < v < 1 for v in space["learning_rate"]):
-        raise SearchError(f"{source}: 'search_space.learning_rate' values must lie in (0, 1)")
 
     fields: dict[str, Any] = {}
     for section in ("training", "storage"):
@@ -158,7 +240,16 @@ def parse(text: str, name: str, source: str) -> StudyDefinition:
                 continue
             _check_type(source, f"{section}.{key}", table[key], expected)
             fields[key] = table[key]
-    _positive_ints(source, "training.hidden_units", fields["hidden_units"])
+    training = document.get("training", {})
+    for key in SEED_MODEL:
+        if key in space and key in training:
+            raise SearchError(f"{source}: 'search_space.{key}' and 'training.{key}' both set "
+                              f"{key}; keep one (searched or fixed)")
+        check, one, _ = _PARAMETERS[key]
+        if not check(fields[key]):
+            raise SearchError(f"{source}: 'training.{key}' must {one}, not {fields[key]!r}")
+    fields["hidden_units"] = list(fields["hidden_units"])  # never the shared default
+    fields["dropout"] = float(fields["dropout"])
     for key in ("epochs", "validation_size", "max_attempts", "repeats"):
         if fields[key] <= 0:
             raise SearchError(f"{source}: 'training.{key}' must be positive")

@@ -45,6 +45,18 @@ class RunOptions:
         return cls(**fields)
 
 
+def auto_workers() -> int:
+    """Worker processes for ``--workers auto``: one per core that other programs leave idle.
+
+    One worker trains on one core; a second worker on a free second core finishes a
+    27-trial study well ahead of one, but on a core another program keeps busy it only
+    fights that program (and loses the compile-ahead the spare core gives one worker).
+    """
+    cores = len(os.sched_getaffinity(0))
+    busy = os.getloadavg()[0]  # runnable processes, averaged over the last minute
+    return max(1, min(cores, round(cores - busy)))
+
+
 def _positive(name: str, value: int | None) -> None:
     if value is not None and (isinstance(value, bool) or value <= 0):
         raise SearchError(f"{name} must be positive, not {value}")
@@ -74,10 +86,18 @@ def storage_url(definition: StudyDefinition, given: str | None, studies_dir: Pat
 
 def make_options(definition: StudyDefinition, *, storage: str | None = None,
                  studies_dir: Path | None = None, data_dir: str | None = None,
-                 workers: int = 1, threads: int | None = None, epochs: int | None = None,
+                 workers: int | str = 1, threads: int | None = None,
+                 epochs: int | None = None,
                  quick: bool = False, repeats: int | None = None, fresh: bool = False,
                  retry_failed: bool = False, show_progress: bool = True) -> RunOptions:
-    """Check plain values and build the options; bad ones raise a one-line SearchError."""
+    """Check plain values and build the options; bad ones raise a one-line SearchError.
+
+    ``workers="auto"`` picks one worker per idle core (``auto_workers``).
+    """
+    if workers == "auto":
+        workers = auto_workers()
+    if not isinstance(workers, int):
+        raise SearchError(f"--workers must be a positive number or 'auto', not {workers!r}")
     _positive("--workers", workers)
     _positive("--threads", threads)
     studies_dir = studies_dir or STUDIES_DIR

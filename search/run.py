@@ -14,6 +14,16 @@ from search import api, cli, definition, options
 from search.results import table
 
 
+def _workers(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}: a number or 'auto'") \
+            from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = cli.Parser("python -m search.run", __doc__)
     parser.add_argument("--study", required=True, metavar="NAME",
@@ -33,8 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--repeats", type=int, metavar="K",
                         help="replicates per grid point (default: the definition's repeats); "
                              "raising it on a stored study runs only the new replicates")
-    parser.add_argument("--workers", type=int, default=1, metavar="N",
-                        help="worker processes on this machine sharing the study (default 1)")
+    parser.add_argument("--workers", type=_workers, default="auto", metavar="N",
+                        help="worker processes on this machine sharing the study; 'auto' "
+                             "(the default) starts one per idle core")
     parser.add_argument("--threads", type=int, metavar="N",
                         help="CPU threads per worker (default 1: faster for this MLP)")
     parser.add_argument("--fresh", action="store_true",

@@ -22,8 +22,10 @@ _started: list[subprocess.Popen] = []
 
 def start_run(study: str, storage_url: str, studies_dir: Path, *extra: str,
               data_dir: Path) -> subprocess.Popen:
+    """The run in one process (what a kill of it tests) unless ``extra`` says --workers N."""
     command = [sys.executable, "-m", "search.run", "--study", study, "--storage", storage_url,
-               "--studies-dir", str(studies_dir), "--data-dir", str(data_dir), *extra]
+               "--studies-dir", str(studies_dir), "--data-dir", str(data_dir),
+               "--workers", "1", *extra]
     # A session of its own, so that a test that fails half-way can stop the run together
     # with the worker processes it spawned (stop_leftover_runs).
     process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE,

@@ -20,6 +20,8 @@ from optuna.trial import TrialState
 from search import run
 from tests.conftest import write_definition
 
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parent.parent
 FULL_GRID = {"learning_rates": (0.0001, 0.001, 0.01), "batch_sizes": (32, 64, 128)}
 EPOCHS = 2  # of the two-point study; the 3 x 3 grid trains 1 epoch per point
@@ -139,7 +141,9 @@ def test_storage_file_that_is_not_a_database_is_left_alone(
     ["--study", "tiny", "--epochs", "ten"],
     ["--study", "tiny", "--epochs", "0"],
     ["--study", "tiny", "--workers", "0"],
-], ids=["unknown flag", "missing study", "epochs not a number", "epochs 0", "workers 0"])
+    ["--study", "tiny", "--repeats", "0"],
+], ids=["unknown flag", "missing study", "epochs not a number", "epochs 0", "workers 0",
+        "repeats 0"])
 def test_bad_flags(studies: Path, tmp_path: Path, arguments: list[str]) -> None:
     result = cli(*arguments, "--studies-dir", str(studies),
                  "--storage", f"sqlite:///{tmp_path}/x.db")
@@ -150,8 +154,8 @@ def test_bad_flags(studies: Path, tmp_path: Path, arguments: list[str]) -> None:
 def test_help_explains_every_option() -> None:
     result = cli("--help")
     assert result.returncode == 0
-    for option in ("--study", "--storage", "--data-dir", "--epochs", "--quick", "--workers",
-                   "--studies-dir"):
+    for option in ("--study", "--storage", "--data-dir", "--epochs", "--quick", "--repeats",
+                   "--workers", "--threads", "--fresh", "--retry-failed", "--studies-dir"):
         assert option in result.stdout
 
 
@@ -178,7 +182,7 @@ def finished(tmp_path_factory: pytest.TempPathFactory, mnist_dir: Path) -> tuple
     write_definition(root / "studies", "grid", epochs=1, **FULL_GRID)
     url = f"sqlite:///{root}/grid.db"
     code = run.main(["--study", "grid", "--studies-dir", str(root / "studies"),
-                     "--storage", url, "--data-dir", str(mnist_dir)])
+                     "--storage", url, "--data-dir", str(mnist_dir), "--workers", "1"])
     assert code == 0
     return root / "studies", url
 
@@ -196,6 +200,7 @@ def test_full_run_completes_every_grid_point_once(finished: tuple[Path, str]) ->
         assert_history(trial, epochs=1)
         assert 0.0 <= trial.user_attrs["test_accuracy"] <= 1.0
         assert trial.user_attrs["seed"] == 0
+        assert trial.user_attrs["replicate"] == 0  # one replicate per point: the study's seed
 
 
 def test_rerun_of_finished_study_adds_nothing(finished: tuple[Path, str], mnist_dir: Path,
@@ -204,11 +209,11 @@ def test_rerun_of_finished_study_adds_nothing(finished: tuple[Path, str], mnist_
     before = snapshot(load_trials(url, "grid"))
     capsys.readouterr()
     code = run.main(["--study", "grid", "--studies-dir", str(studies_dir), "--storage", url,
-                     "--data-dir", str(mnist_dir)])
+                     "--data-dir", str(mnist_dir), "--workers", "1"])
     out, err = capsys.readouterr()
     assert code == 0
     assert "finished" in err and "9 of 9" in err
-    assert "best:" in out
+    assert "9 of 9 grid points complete" in out and "best:" in out
     assert snapshot(load_trials(url, "grid")) == before
 
 
@@ -220,7 +225,7 @@ def test_changed_definition_is_refused(finished: tuple[Path, str], tmp_path: Pat
     before = snapshot(load_trials(url, "grid"))
     capsys.readouterr()
     code = run.main(["--study", "grid", "--studies-dir", str(changed), "--storage", url,
-                     "--data-dir", str(mnist_dir)])
+                     "--data-dir", str(mnist_dir), "--workers", "1"])
     err = capsys.readouterr().err
     assert code != 0
     assert len(err.splitlines()) == 1 and "epochs" in err and "grid" in err
@@ -248,7 +253,7 @@ def test_quick_run_is_a_separate_study(tmp_path: Path, mnist_dir: Path,
     write_definition(studies_dir, "pair", learning_rates=(0.001, 0.01), epochs=EPOCHS)
     url = f"sqlite:///{tmp_path}/x.db"
     arguments = ["--study", "pair", "--studies-dir", str(studies_dir), "--storage", url,
-                 "--data-dir", str(mnist_dir)]
+                 "--data-dir", str(mnist_dir), "--workers", "1"]
     assert run.main(arguments) == 0
     before = snapshot(load_trials(url, "pair"))
     assert len(before) == 2

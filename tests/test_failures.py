@@ -15,10 +15,16 @@ import pytest
 import sqlalchemy
 from optuna.trial import TrialState
 
-from search import definition, grid, report, run, study
-from search.objective import Objective
-from search.storage import open_storage
+from search import definition, run
+from search.results import table
+from search.study import lifecycle, points
+from search.study.storage import open_storage, study_id, trial_id
+from search.training.compiled import CompiledTraining
+from search.worker import loop
+from search.worker.objective import Objective
 from tests.conftest import REPO, write_definition
+
+pytestmark = pytest.mark.slow
 
 
 def load_tiny(tmp_path: Path, **kwargs) -> definition.StudyDefinition:
@@ -26,8 +32,17 @@ def load_tiny(tmp_path: Path, **kwargs) -> definition.StudyDefinition:
     return definition.load("tiny", tmp_path)
 
 
-def test_a_failing_point_is_retried_then_reported_failed(tmp_path, tiny_data, mnist_dir,
-                                                         capsys):
+def run_worker(storage, tiny, data, **settings) -> loop.WorkerResult:
+    """One worker in this process, as ``python -m search.worker`` runs it, on ``data``."""
+    max_trials = settings.pop("max_trials", None)
+    study = lifecycle.open_study(storage, tiny)
+    with CompiledTraining() as compiled:
+        return loop.run_worker(storage, study, Objective(tiny, data, compiled, **settings),
+                               max_trials=max_trials)
+
+
+def test_a_failing_point_is_retried_then_reported_given_up(tmp_path, tiny_data, mnist_dir,
+                                                           capsys):
     tiny = load_tiny(tmp_path, max_attempts=2)
     url = f"sqlite:///{tmp_path}/tiny.db"
     storage = open_storage(url)
@@ -36,61 +51,61 @@ def test_a_failing_point_is_retried_then_reported_failed(tmp_path, tiny_data, mn
         if trial.params["learning_rate"] == 0.001:
             raise FloatingPointError("loss became nan")
 
-    result = study.run_worker(storage, tiny, Objective(tiny, tiny_data,
-                                                       on_epoch=diverge_at_low_rate))
+    result = run_worker(storage, tiny, tiny_data, on_epoch=diverge_at_low_rate)
     assert (result.completed, result.failed) == (1, 2)
     loaded = optuna.load_study(study_name="tiny", storage=storage.optuna)
-    states = {p.params["learning_rate"]: p.state(tiny.max_attempts)
-              for p in grid.grid_status(loaded, tiny)}
-    assert states == {0.001: "failed", 0.01: "complete"}
-    text = report.summary(loaded)
+    states = {status.unit.params["learning_rate"]: status.state(tiny.max_attempts)
+              for status in points.unit_status(loaded)}
+    assert states == {0.001: "given up", 0.01: "complete"}
+    text = table.summary(loaded)
     assert "1 of 2 grid points complete" in text
-    assert "failed: {'learning_rate': 0.001" in text and "FloatingPointError" in text
+    assert "given up: learning_rate=0.001 batch_size=64 replicate 1: error: " \
+        "FloatingPointError: loss became nan" in text
     # A rerun does not try a given-up point again, nor touch the finished one.
-    again = study.run_worker(storage, tiny, Objective(tiny, tiny_data))
+    again = run_worker(storage, tiny, tiny_data)
     assert again.trials_run == 0
     before = [(t.number, t.state, t.user_attrs) for t in loaded.get_trials()]
 
     # Once the cause is fixed, --retry-failed runs the given-up point again; nothing else.
     command = ["--study", "tiny", "--studies-dir", str(tmp_path), "--storage", url,
-               "--data-dir", str(mnist_dir)]
+               "--data-dir", str(mnist_dir), "--workers", "1"]
     capsys.readouterr()
     assert run.main(command) == 1  # still given up: a rerun alone does not retry it
     assert "--retry-failed" in capsys.readouterr().err
     assert run.main([*command, "--retry-failed"]) == 0
-    assert "retrying 1 given-up grid point(s)" in capsys.readouterr().err
+    assert "retrying 1 given-up unit(s):" in capsys.readouterr().err
     after = loaded.get_trials()
     assert [(t.number, t.state, t.user_attrs) for t in after[:len(before)]] == before
     assert [(t.params["learning_rate"], t.state) for t in after[len(before):]] == \
         [(0.001, TrialState.COMPLETE)]
-    assert "2 of 2 grid points complete" in report.summary(loaded)
+    assert "2 of 2 grid points complete" in table.summary(loaded)
     assert run.main([*command, "--retry-failed"]) == 0
-    assert "nothing to retry" in capsys.readouterr().err
+    assert "no unit was given up; nothing to retry" in capsys.readouterr().err
 
 
-def _foreign_running_trial(storage, tiny, grid_id: int, heartbeat_age: float) -> int:
+def _foreign_running_trial(storage, tiny, unit: points.Unit, heartbeat_age: float) -> int:
     """A trial RUNNING on another machine, its last heartbeat ``heartbeat_age`` s ago."""
-    loaded = study.open_study(storage, tiny)
-    sampler = grid.make_sampler(tiny)
-    trial = study._create_trial(loaded, storage, grid_id, 0, "elsewhere/boot/1/1", sampler)
-    storage.claims.try_claim(loaded._study_id, grid_id, 0, "elsewhere/boot/1/1")
-    storage.optuna.record_heartbeat(trial._trial_id)
+    study = lifecycle.open_study(storage, tiny)
+    owner = "elsewhere/boot/1/1"
+    storage.claims.try_claim(study_id(study), unit.id, 0, owner)
+    trial = loop._start_trial(study, storage, unit, 0, owner)  # as a worker there made it
+    storage.optuna.record_heartbeat(trial_id(trial))
     with storage.optuna.engine.begin() as connection:
         connection.execute(sqlalchemy.text(
             "UPDATE trial_heartbeats SET heartbeat = :when WHERE trial_id = :id"),
             {"when": datetime.datetime.now() - datetime.timedelta(seconds=heartbeat_age),
-             "id": trial._trial_id})
+             "id": trial_id(trial)})
     return trial.number
 
 
 def test_a_silent_foreign_worker_is_replaced_a_live_one_is_not(tmp_path, tiny_data):
     tiny = load_tiny(tmp_path)
     storage = open_storage(f"sqlite:///{tmp_path}/tiny.db")
-    ids = grid.grid_ids(tiny)
-    stale = _foreign_running_trial(storage, tiny, ids[0], heartbeat_age=3600)
-    alive = _foreign_running_trial(storage, tiny, ids[1], heartbeat_age=0)
+    units = points.units(tiny.grid, tiny.repeats)
+    stale = _foreign_running_trial(storage, tiny, units[0], heartbeat_age=3600)
+    alive = _foreign_running_trial(storage, tiny, units[1], heartbeat_age=0)
 
-    result = study.run_worker(storage, tiny, Objective(tiny, tiny_data), max_trials=1)
+    result = run_worker(storage, tiny, tiny_data, max_trials=1)
     assert result.completed == 1
     trials = {t.number: t for t in
               optuna.load_study(study_name="tiny", storage=storage.optuna).get_trials()}
@@ -105,7 +120,7 @@ def test_a_locked_database_is_one_line_and_loses_nothing(tmp_path, mnist_dir):
     write_definition(tmp_path, "tiny")
     url = f"sqlite:///{tmp_path}/tiny.db"
     command = [sys.executable, "-m", "search.run", "--study", "tiny", "--studies-dir",
-               str(tmp_path), "--data-dir", str(mnist_dir)]
+               str(tmp_path), "--data-dir", str(mnist_dir), "--workers", "1"]
     assert run.main([*command[3:], "--storage", url]) == 0  # a finished study, in-process
     before = (tmp_path / "tiny.db").read_bytes()
 
@@ -129,7 +144,7 @@ def test_fresh_is_the_only_way_to_start_over(tmp_path, mnist_dir, flag):
     write_definition(tmp_path, "tiny")
     url = f"sqlite:///{tmp_path}/tiny.db"
     command = [sys.executable, "-m", "search.run", "--study", "tiny", "--studies-dir",
-               str(tmp_path), "--data-dir", str(mnist_dir), "--storage", url]
+               str(tmp_path), "--data-dir", str(mnist_dir), "--storage", url, "--workers", "1"]
     for _ in range(2):  # run, then rerun a finished study: both in-process
         assert run.main(command[3:]) == 0
     result = subprocess.run([*command, flag], cwd=REPO, capture_output=True, text=True,
@@ -159,7 +174,7 @@ def test_a_full_disk_is_one_line_and_loses_nothing(small_disk, tmp_path, mnist_d
     write_definition(tmp_path, "tiny", epochs=2)
     url = f"sqlite:///{small_disk}/tiny.db"
     command = [sys.executable, "-m", "search.run", "--study", "tiny", "--studies-dir",
-               str(tmp_path), "--data-dir", str(mnist_dir), "--storage", url]
+               str(tmp_path), "--data-dir", str(mnist_dir), "--storage", url, "--workers", "1"]
     assert run.main([*command[3:], "--epochs", "1"]) == 0  # in-process
     before = optuna.load_study(study_name="tiny-epochs1", storage=url).get_trials()
 

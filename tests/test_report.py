@@ -1,4 +1,5 @@
-"""``python scripts/report.py``: reads storage only, prints the best pair, writes figures.
+"""``python scripts/report.py`` (``python -m search.report``): reads storage only, prints the
+best grid point, writes figures.
 
 One tiny study (2 grid points, 2 epochs, 600 images) is run for real once per module; a
 second is left partly done on purpose.
@@ -19,14 +20,19 @@ import optuna
 import pytest
 
 from search import definition as definitions
-from search import run, study
-from search.objective import Objective
-from search.storage import open_storage
+from search import run
+from search.study import lifecycle
+from search.study.storage import open_storage
+from search.training.compiled import CompiledTraining
+from search.worker import loop
+from search.worker.objective import Objective
 from tests.conftest import write_definition
+
+pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parent.parent
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-FIGURES = {"best_trial_curves.png", "validation_curves.png", "heatmap.png"}
+FIGURES = {"best_point_curves.png", "validation_curves.png", "heatmap.png"}
 
 
 def _load_script():
@@ -56,7 +62,10 @@ def partial(tmp_path_factory: pytest.TempPathFactory, tiny_data) -> Path:
     write_definition(folder, "part", learning_rates=(0.001, 0.01, 0.1))
     definition = definitions.load("part", folder)
     storage = open_storage(definition.default_storage_url(folder))
-    study.run_worker(storage, definition, Objective(definition, tiny_data), max_trials=1)
+    study = lifecycle.open_study(storage, definition)
+    with CompiledTraining() as compiled:
+        loop.run_worker(storage, study, Objective(definition, tiny_data, compiled),
+                        max_trials=1)
     storage.optuna.engine.dispose()
     return folder
 
@@ -73,9 +82,9 @@ def test_report_prints_the_best_pair_and_writes_figures_and_exports(
                                "--json", str(table_json)])
     printed = capsys.readouterr().out
     assert code == 0
-    best = _load(finished, "tiny").best_trial
-    pair = " ".join(f"{name}={value}" for name, value in best.params.items())
-    assert f"best: {pair} val_accuracy={best.value:.4f}" in printed
+    best = _load(finished, "tiny").best_trial  # one replicate: the best trial is the best point
+    pair = " ".join(f"{name}={value:g}" for name, value in best.params.items())
+    assert f"best: {pair} mean validation accuracy {best.value:.4f} (n=1)" in printed
     assert "2 of 2 grid points complete" in printed
 
     assert {path.name for path in out.iterdir()} == FIGURES
@@ -84,10 +93,20 @@ def test_report_prints_the_best_pair_and_writes_figures_and_exports(
 
     records = list(csv.DictReader(io.StringIO(table_csv.read_text())))
     exported = json.loads(table_json.read_text())
-    assert len(records) == len(exported) == 2
-    assert exported[0]["trial"] == best.number and exported[0]["val_accuracy"] == best.value
-    assert float(records[0]["val_accuracy"]) == best.value
-    assert {record["state"] for record in exported} == {"complete"}
+    pairs = exported["pairs"]
+    assert len(records) == len(pairs) == 2
+    assert pairs[0]["params"] == best.params and pairs[0]["mean"] == best.value
+    assert pairs[0]["validation"] == {"0": best.value}
+    assert exported["verdict"]["best"]["params"] == best.params
+    assert float(records[0]["mean"]) == round(best.value, 4)
+    assert records[0]["verdict"] == "best" and records[0]["n"] == "1/1"
+    assert {pair["state"] for pair in pairs} == {"complete"}
+    # The per-trial CSV beside it: one row per unit, with each trial's full-precision value.
+    trial_rows = list(csv.DictReader(io.StringIO(
+        (tmp_path / "t.trials.csv").read_text())))
+    assert len(trial_rows) == 2 and {row["state"] for row in trial_rows} == {"complete"}
+    assert [float(row["val_accuracy"]) for row in trial_rows
+            if int(row["trial"]) == best.number] == [best.value]
 
 
 def test_report_never_writes_to_the_storage(finished: Path, tmp_path: Path) -> None:
@@ -106,7 +125,7 @@ def test_report_covers_a_partly_finished_study(partial: Path, tmp_path: Path,
     printed = capsys.readouterr().out
     assert code == 0
     assert "1 of 3 grid points complete" in printed and "best: learning_rate=" in printed
-    states = [record["state"] for record in json.loads(table_json.read_text())]
+    states = [pair["state"] for pair in json.loads(table_json.read_text())["pairs"]]
     assert states == ["complete", "pending", "pending"]
     assert {path.name for path in (tmp_path / "figures").iterdir()} == FIGURES
 

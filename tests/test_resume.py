@@ -19,6 +19,8 @@ from tests.helpers import (
     wait_for,
 )
 
+pytestmark = pytest.mark.slow
+
 EPOCHS = 4
 GRID = 3  # learning rates x one batch size
 

@@ -17,9 +17,11 @@ import pytest
 import sqlalchemy
 from optuna.trial import TrialState
 
-from search.storage import open_storage
+from search.study.storage import open_storage
 from tests.conftest import write_definition
 from tests.helpers import complete_by_params, run_to_end, start_run, trials, wait_for
+
+pytestmark = pytest.mark.slow
 
 POSTGRES_URL = os.environ.get("SEARCH_TEST_POSTGRES_URL")
 
@@ -122,7 +124,7 @@ def _open_and_claim(url: str, barrier, results) -> None:
         barrier.wait(60)
         storage = open_storage(url)  # a new database: each process finds its tables missing
         barrier.wait(60)
-        results.put(storage.claims.try_claim(study_id=1, grid_id=0, attempt=0,
+        results.put(storage.claims.try_claim(study_id=1, unit=0, attempt=0,
                                              owner=str(os.getpid())))
     except BaseException as error:  # reported to the test, not lost in a child's stderr
         barrier.abort()  # the others stop waiting for this one

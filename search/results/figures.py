@@ -36,10 +36,10 @@ _MEANINGS = {"learning_rate": "Adam step size", "batch_size": "images per gradie
 
 
 def _save(figure: plt.Figure, path: Path) -> Path:
+    # The report's figures use constrained layout, which keeps their outside legends in view.
     if figure.get_layout_engine() is None:
         figure.tight_layout()
-    # "tight" keeps legends placed outside the axes inside the file.
-    figure.savefig(path, dpi=110, bbox_inches="tight")
+    figure.savefig(path, dpi=110)
     plt.close(figure)
     return path
 
@@ -96,42 +96,37 @@ def plot_replicate_curves(trials: list[FrozenTrial], path: Path, title: str) -> 
     ordered = sorted(trials, key=lambda trial: trial.user_attrs.get(points.REPLICATE, 0))
     histories = [trial.user_attrs["history"] for trial in ordered]
     palette = matplotlib.colormaps["tab10"]
+    single = len(histories) == 1  # one replicate is its own mean: draw it plainly
     figure, axes = plt.subplots(1, 2, figsize=(12, 4.8), layout="constrained")
     for axis, metric, label in zip(axes, ("accuracy", "loss"), (ACCURACY_LABEL, LOSS_LABEL),
                                    strict=True):
         for index, (trial, history) in enumerate(zip(ordered, histories, strict=True)):
             epochs = np.arange(1, len(history[metric]) + 1)
-            style = {"color": palette(index % 10), "linewidth": 1, "alpha": 0.55}
+            style = {"color": palette(index % 10), "linewidth": 2 if single else 1,
+                     "alpha": 1 if single else 0.55}
             axis.plot(epochs, history[metric], "--", **style)
             axis.plot(epochs, history[f"val_{metric}"], "-", **style,
                       label=f"replicate {trial.user_attrs.get(points.REPLICATE, index) + 1}")
-        for key, line, name in ((metric, "--", "train"), (f"val_{metric}", "-", "validation")):
+        for key, line, name in () if single else (
+                (metric, "--", "train"), (f"val_{metric}", "-", "validation")):
             mean = _mean_curve(histories, key)
             axis.plot(np.arange(1, len(mean) + 1), mean, line, color="black", linewidth=2.8,
                       label=f"{name}, mean of {len(histories)}")
         last = [history[f"val_{metric}"][-1] for history in histories]
-        spread = float(np.std(last, ddof=1)) if len(last) > 1 else None
-        axis.set_title(f"{metric}: validation {_mean_and_std(float(np.mean(last)), spread)} "
-                       "after the last epoch")
+        shown = f"{last[0]:.4f} (one replicate, no std)" if single else _mean_and_std(
+            float(np.mean(last)), float(np.std(last, ddof=1)))
+        axis.set_title(f"{metric}: validation {shown} after the last epoch")
         _epoch_axis(axis, label)
         axis.legend(fontsize=8)
-    figure.suptitle(f"{title}\nthin: each replicate, thick: mean over {len(histories)} "
-                    "replicate(s); solid: validation, dashed: train")
+    figure.suptitle(f"{title}\n" + ("" if single else "thin: each replicate, thick: their "
+                                     "mean; ") + "solid: validation, dashed: train")
     return _save(figure, path)
-
-
-def _axis_label(name: str) -> str:
-    return f"{name} ({_MEANINGS[name]})" if name in _MEANINGS else name
-
-
-def _state_text(row: PointRow) -> str:
-    return "not run" if row.state == points.PENDING else row.state
 
 
 def _cell_text(row: PointRow, between: str = "\n") -> str:
     summary = row.summary
     if summary.n == 0:
-        return _state_text(row)
+        return "not run" if row.state == points.PENDING else row.state
     partial = f"{between}n={summary.n}" if summary.n < row.repeats else ""
     return _mean_and_std(summary.mean, summary.std, between) + partial
 
@@ -150,10 +145,9 @@ def _draw_grid(axis: plt.Axes, space: dict[str, list], names: list[str],
     colours = matplotlib.colormaps["viridis"].with_extremes(bad="lightgrey")
     image = axis.imshow(np.ma.masked_invalid(values), cmap=colours, aspect="auto")
     axis.figure.colorbar(image, ax=axis).set_label(MEAN_LABEL)
-    axis.set_yticks(range(len(levels[0])), [format_value(value) for value in levels[0]])
-    axis.set_xticks(range(len(levels[1])), [format_value(value) for value in levels[1]])
-    axis.set_ylabel(_axis_label(names[0]))
-    axis.set_xlabel(_axis_label(names[1]))
+    for scale, level, name in zip((axis.yaxis, axis.xaxis), levels, names, strict=True):
+        scale.set_ticks(range(len(level)), [format_value(value) for value in level])
+        scale.set_label_text(f"{name} ({_MEANINGS[name]})" if name in _MEANINGS else name)
     finite = values[np.isfinite(values)]
     middle = (finite.min() + finite.max()) / 2 if finite.size else 0
     for (i, j), row in cells.items():
@@ -173,14 +167,13 @@ def _draw_ranked(axis: plt.Axes, rows: list[PointRow]) -> None:
     low = min((s.mean - (s.std or 0) for s in done), default=0.0)
     high = max((s.mean + (s.std or 0) for s in done), default=1.0)
     # Accuracies crowd near 1: starting the axis at 0 would hide every difference.
-    pad = max((high - low) * 0.15, 0.002)
-    left = max(0.0, low - pad)
-    axis.set_xlim(left, high + (high - left) * 0.45)  # room for the numbers beside the bars
+    left = max(0.0, low - max((high - low) * 0.15, 0.002))
+    axis.set_xlim(left, high + (high - left) * 0.3)  # room for the numbers beside the bars
     positions = np.arange(len(rows))[::-1]
     for position, row in zip(positions, rows, strict=True):
         summary = row.summary
         if not summary.n:
-            axis.text(left, position, f" {_state_text(row)}", va="center", fontsize=8)
+            axis.text(left, position, f" {_cell_text(row)}", va="center", fontsize=8)
             continue
         colour = "red" if row.best else "orange" if row.tied_with_best else "grey"
         axis.barh(position, summary.mean, xerr=summary.std, color=colour, height=0.7,
@@ -225,13 +218,13 @@ def plot_heatmap(study_name: str, space: dict[str, list], rows: list[PointRow],
                       ncols=len(labels), frameon=False, fontsize=9)
     repeats = max((row.repeats for row in rows), default=0)
     done = sum(row.state == points.COMPLETE for row in rows)
-    axis.set_title(f"{study_name}\nmean validation accuracy over {repeats} replicate(s) "
-                   f"(± std)\n({done} of {len(rows)} points complete)")
+    axis.set_title(f"{study_name}\nmean validation accuracy over {repeats} replicate"
+                   f"{'s' * (repeats != 1)} (± std)\n({done} of {len(rows)} points complete)")
     return _save(figure, path)
 
 
 def _complete_trials(study: optuna.Study) -> dict[str, list[FrozenTrial]]:
-    """Each grid point's COMPLETE trials, one per finished replicate, by canonical params."""
+    """Each grid point's COMPLETE trials (one per finished replicate), by canonical params."""
     found: dict[str, list[FrozenTrial]] = {}
     for status in points.unit_status(study):
         if status.complete is not None:
@@ -264,17 +257,14 @@ def plot_validation_overlay(study: optuna.Study, rows: list[PointRow], path: Pat
                         f"{format_params(params)}" + ("  (best)" if row.best else ""))
     _epoch_axis(axis, f"validation {ACCURACY_LABEL}")
     axis.set_title(title)
-    figure.legend(title="mean ± std of the last epoch over replicates, point", fontsize=8,
-                  title_fontsize=8, loc="outside right upper")
+    figure.legend(title="last-epoch accuracy (mean ± std over replicates), grid point",
+                  fontsize=8, title_fontsize=8, loc="outside right upper")
     return _save(figure, path)
 
 
 def write_all(study: optuna.Study, out_dir: Path) -> list[Path]:
-    """Write the report's figures into ``out_dir``; return the files written.
-
-    ``best_point_curves.png`` and ``validation_curves.png`` need a finished trial and are
-    skipped before one exists; ``heatmap.png`` is always written.
-    """
+    """Write the report's figures into ``out_dir`` and return them; only ``heatmap.png``
+    is written before a replicate has finished."""
     out_dir.mkdir(parents=True, exist_ok=True)
     rows, _ = point_rows(study)
     written = []
@@ -284,8 +274,8 @@ def write_all(study: optuna.Study, out_dir: Path) -> list[Path]:
         written.append(plot_replicate_curves(
             trials, out_dir / "best_point_curves.png",
             f"{study.study_name}: best grid point {format_params(best.summary.params)}"))
-    space = study.user_attrs[points.BUDGET]["search_space"]
-    written.append(plot_heatmap(study.study_name, space, rows, out_dir / "heatmap.png"))
+    written.append(plot_heatmap(study.study_name, study.user_attrs[points.BUDGET]["search_space"],
+                                rows, out_dir / "heatmap.png"))
     if any(row.summary.n for row in rows):
         written.append(plot_validation_overlay(
             study, rows, out_dir / "validation_curves.png",

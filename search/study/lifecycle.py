@@ -36,7 +36,10 @@ def open_study(storage: Storage, definition: StudyDefinition,
         study.set_user_attr(points.MAX_ATTEMPTS, definition.max_attempts)
         return study
     if attrs[points.BUDGET] != budget:
-        changed = sorted(key for key in budget if attrs[points.BUDGET].get(key) != budget[key])
+        stored = attrs[points.BUDGET]
+        # Either side may lack a key: the model keys enter only where they leave the seed's.
+        changed = sorted(key for key in stored.keys() | budget.keys()
+                         if stored.get(key) != budget.get(key))
         raise SearchError(
             f"{where} was started with another {', '.join(changed)}; give the changed study "
             "a new name (a new studies/*.toml) or pass --fresh to discard the stored trials")

@@ -2,8 +2,8 @@
 
 ``model.fit`` on numpy arrays pays Python, input-pipeline and dispatch overhead on every
 step, which on a CPU costs more than the arithmetic of this small MLP. Here the training
-set stays in memory as a tensor and a whole epoch (gather batch, forward, backward, Adam
-update, running metrics) is one XLA-compiled ``tf.while_loop``. The results match
+set stays in memory as a tensor and a whole epoch (gather batch, forward, backward,
+optimizer update, running metrics) is one XLA-compiled ``tf.while_loop``. The results match
 ``model.fit`` step for step: same loss, same optimizer, same batches, with the last, short
 batch of an epoch handled by zero weights rather than a second compiled shape.
 
@@ -31,11 +31,13 @@ import tensorflow as tf
 
 from search.data import Dataset
 from search.training.copies import (
+    COPIES_KEPT,
     KEPT,
     Copy,
     Evaluator,
     Trainer,
     architecture_of,
+    dropout_seeds,
     epoch_order,
     evaluation_chunks,
 )
@@ -90,28 +92,30 @@ class CompiledTraining:
         with self._lock:
             key = (architecture, batch_size)
             if key not in self._copies:
-                if len(self._copies) >= KEPT:
+                if len(self._copies) >= COPIES_KEPT:
                     del self._copies[next(iter(self._copies))]
                 self._copies[key] = (Evaluator(model) if batch_size is None
                                      else Trainer(model))
             return self._copies[key]
 
-    def compile_ahead(self, model: keras.Model, data: Dataset,
+    def compile_ahead(self, model: keras.Model | Sequence[keras.Model], data: Dataset,
                       batch_sizes: Sequence[int]) -> threading.Thread:
-        """Compile the evaluation and each batch size's epoch for ``model`` in the background.
+        """Compile the evaluation and each batch size's epoch for ``model`` (or for each of
+        several models, one per architecture of a study, in order) in the background.
 
         Training runs on one core, so while the first trial trains, the other core compiles
         what later trials need. The copies are made here, in the calling thread: cloning a
         model draws random numbers, which a background thread would take from under the
         seeded trial the calling thread builds next.
         """
-        model.optimizer.build(model.trainable_variables)
-        architecture = architecture_of(model)
         images, labels = self.tensor(data.x_train), self.tensor(data.y_train)
-        evaluator = self.copy_for(model, architecture, None)
-        jobs = [evaluator.compile] + [
-            functools.partial(self.copy_for(model, architecture, size).compile, images,
-                              labels, size) for size in batch_sizes]
+        jobs: list[Callable[[], None]] = []
+        for one in [model] if isinstance(model, keras.Model) else model:
+            one.optimizer.build(one.trainable_variables)
+            architecture = architecture_of(one)
+            jobs.append(self.copy_for(one, architecture, None).compile)
+            jobs += [functools.partial(self.copy_for(one, architecture, size).compile, images,
+                                       labels, size) for size in batch_sizes]
 
         def compile_all() -> None:
             try:
@@ -176,7 +180,8 @@ class CompiledLoop:
         with trainer.lock:
             trainer.load(self.model)
             loss, accuracy = trainer.train_epoch(
-                images, labels, epoch_order(seed, epoch, len(data.x_train)), batch_size)
+                images, labels, epoch_order(seed, epoch, len(data.x_train)), batch_size,
+                dropout_seeds(seed, epoch, len(trainer.seed_states)))
             trainer.store(self.model)
         return loss, accuracy
 

@@ -4,6 +4,12 @@ A ``Copy`` is a private clone of a trial's model and optimizer that owns compile
 functions; ``search.training.compiled`` decides which trials share which copy. The results
 match ``model.fit`` step for step: same loss, same optimizer, same batches, with the last,
 short batch of an epoch handled by zero weights rather than a second compiled shape.
+
+Dropout masks come from the copy's own seed generators, which every epoch starts from a
+state drawn from the trial's seed and the epoch number (``dropout_seeds``), as the batch
+order does: masks never depend on which trials used the copy before, and a trial resumed
+at epoch k draws the masks an uninterrupted one would. The trial's own model's generators
+are not used (nor checkpointed).
 """
 
 from __future__ import annotations
@@ -23,7 +29,10 @@ logger = logging.getLogger(__name__)
 # Validation and test sets are evaluated in chunks of this many: one compiled shape for
 # every set. 2,000 rather than 1,000 saves a third of the validation time (fewer calls).
 EVALUATION_CHUNK = 2000
-KEPT = 8  # copies and resident arrays kept per process; a study needs four and four
+KEPT = 8  # resident arrays kept per process; a study needs four
+# Compiled copies kept per process: a study needs (batch sizes + 1) per model architecture
+# (hidden units, activation, dropout, optimizer); beyond that the oldest is dropped.
+COPIES_KEPT = 40
 
 
 def epoch_order(seed: int, epoch: int, size: int) -> np.ndarray:
@@ -33,6 +42,23 @@ def epoch_order(seed: int, epoch: int, size: int) -> np.ndarray:
     exactly the batches an uninterrupted run would have seen.
     """
     return np.random.default_rng([seed, epoch]).permutation(size).astype(np.int32)
+
+
+def dropout_seeds(seed: int, epoch: int, count: int) -> np.ndarray:
+    """The starting state of each of ``count`` dropout seed generators in one epoch.
+
+    Like ``epoch_order`` it depends on the seed and the epoch alone (a stream of its own).
+    Keras's TensorFlow backend keeps a generator's state as int64 [seed, counter].
+    """
+    seeds = np.random.default_rng([seed, epoch, 1]).integers(0, 2**31 - 1, count)
+    return np.stack([seeds, np.zeros(count, np.int64)], axis=1).astype(np.int64)
+
+
+def seed_states(model: keras.Model) -> list[tf.Variable]:
+    """The state variables of ``model``'s seed generators (its dropout layers'), in order:
+    what ``model.variables`` holds beyond ``model.weights``."""
+    weights = {id(variable) for variable in model.weights}
+    return [variable.value for variable in model.variables if id(variable) not in weights]
 
 
 def _batches(order: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -107,12 +133,18 @@ class Trainer(Copy):
 
     def __init__(self, model: keras.Model) -> None:
         super().__init__(model)
+        self.seed_states = seed_states(self.model)
         self._train_epoch = tf.function(self._train_epoch_graph, jit_compile=True,
                                         autograph=False)
 
     def _train_epoch_graph(self, images: tf.Tensor, labels: tf.Tensor, index: tf.Tensor,
-                           weight: tf.Tensor, steps: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+                           weight: tf.Tensor, steps: tf.Tensor,
+                           seeds: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         variables = self.model.trainable_variables
+        # Ordered before the loop by TensorFlow's automatic control dependencies (the loop
+        # reads the same variables).
+        for position, state in enumerate(self.seed_states):
+            state.assign(seeds[position])
 
         def step(position: tf.Tensor, loss_sum: tf.Tensor, hit_sum: tf.Tensor) -> tuple:
             batch_weight = weight[position]
@@ -134,16 +166,18 @@ class Trainer(Copy):
         return loss_sum / count, hit_sum / count
 
     def train_epoch(self, images: tf.Tensor, labels: tf.Tensor, order: np.ndarray,
-                    batch_size: int) -> tuple[float, float]:
+                    batch_size: int, seeds: np.ndarray) -> tuple[float, float]:
+        """One epoch; ``seeds`` starts the dropout generators (``dropout_seeds``)."""
         index, weight = _batches(order, batch_size)
         loss, accuracy = self._train_epoch(images, labels, index, weight,
-                                           tf.constant(len(index)))
+                                           tf.constant(len(index)), seeds)
         return float(loss), float(accuracy)
 
     def compile(self, images: tf.Tensor, labels: tf.Tensor, batch_size: int) -> None:
         index, weight = _batches(np.zeros(len(images), np.int32), batch_size)
         with self.lock:
-            self._train_epoch(images, labels, index, weight, tf.constant(0))
+            self._train_epoch(images, labels, index, weight, tf.constant(0),
+                              dropout_seeds(0, 0, len(self.seed_states)))
 
 
 class Evaluator(Copy):

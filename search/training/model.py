@@ -7,16 +7,35 @@ from collections.abc import Sequence
 import keras
 
 
-def build_model(hidden_units: Sequence[int], learning_rate: float) -> keras.Model:
-    """Flatten -> Dense ReLU per ``hidden_units`` -> Dense 10 softmax, compiled with Adam."""
+# Keras's defaults besides the learning rate (search.definition.OPTIMIZERS names them).
+OPTIMIZERS = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD,
+              "rmsprop": keras.optimizers.RMSprop}
+
+
+def build_model(hidden_units: Sequence[int], learning_rate: float, *,
+                activation: str = "relu", dropout: float = 0.0,
+                optimizer: str = "adam") -> keras.Model:
+    """Flatten -> (Dense ``activation`` [-> Dropout]) per ``hidden_units`` -> Dense 10 softmax,
+    compiled with ``optimizer``.
+
+    Dropout layers exist only when ``dropout`` > 0, so the defaults build exactly the seed's
+    MLP (Flatten, Dense 128 ReLU, Dense 64 ReLU, Dense 10 softmax; Adam).
+    """
     if learning_rate <= 0:
         raise ValueError(f"learning_rate must be positive, not {learning_rate}")
+    if not 0 <= dropout < 1:
+        raise ValueError(f"dropout must lie in [0, 1), not {dropout}")
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, not {optimizer!r}")
     layers = [keras.Input(shape=(28, 28)), keras.layers.Flatten()]
-    layers += [keras.layers.Dense(units, activation="relu") for units in hidden_units]
+    for units in hidden_units:
+        layers.append(keras.layers.Dense(units, activation=activation))
+        if dropout > 0:
+            layers.append(keras.layers.Dropout(dropout))
     layers.append(keras.layers.Dense(10, activation="softmax"))
     model = keras.Sequential(layers, name="mlp")
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
+        optimizer=OPTIMIZERS[optimizer](learning_rate=learning_rate),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )

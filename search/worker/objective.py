@@ -99,11 +99,17 @@ class Objective:
         self.on_finish = on_finish
 
     def compile_ahead(self) -> None:
-        """Compile the grid's shapes on the spare core while the first trial trains."""
+        """Compile the grid's shapes on the spare core while the first trial trains: each
+        model architecture of the grid (in grid order) at each batch size."""
         definition = self.definition
-        self.compiled.compile_ahead(
-            build_model(definition.hidden_units, definition.search_space["learning_rate"][0]),
-            self.data, definition.search_space["batch_size"])
+        models: dict[str, keras.Model] = {}
+        for point in definition.grid:
+            arguments = definition.model_arguments(point)
+            key = repr({**arguments, "learning_rate": None})  # a variable, not a shape
+            if key not in models:
+                models[key] = build_model(**arguments)
+        self.compiled.compile_ahead(list(models.values()), self.data,
+                                    definition.search_space["batch_size"])
 
     def forget(self, unit: Unit) -> None:
         if self.checkpoints is not None:
@@ -134,7 +140,7 @@ class Objective:
             trial.set_user_attr("resumed_from_epoch", first_epoch)
             logger.info("trial %d resumes %s after epoch %d", trial.number, name, first_epoch)
         else:
-            model = build_model(definition.hidden_units, params["learning_rate"])
+            model = build_model(**definition.model_arguments(params))
             first_epoch, history, epoch_seconds = 0, {}, []
         trial.set_user_attr("seed", seed)
         trial.set_user_attr("versions", versions())

@@ -1,0 +1,193 @@
+"""The measurements behind ``scripts/bench.py``: machine, matrix-product rate, the study's
+arithmetic, the service as a subprocess, and the plain Keras loop."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import optuna
+
+from search.data import Dataset
+from search.definition import StudyDefinition
+from search.study import points
+from search.study.storage import load_for_reading
+
+REPO = Path(__file__).resolve().parent.parent
+IMAGE_SIZE = 28 * 28
+CLASSES = 10
+TEST_IMAGES = 10_000
+
+
+def machine() -> str:
+    cpuinfo = Path("/proc/cpuinfo").read_text()
+    cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines()
+                if line.startswith("model name")), platform.processor())
+    avx512 = "AVX-512" if " avx512f" in cpuinfo else "no AVX-512"
+    return f"{cpu}, {len(os.sched_getaffinity(0))} cores, {avx512}"
+
+
+def gemm_rate(size: int = 4096, repeats: int = 10) -> float:
+    """FLOP/s of a float32 matrix product this large, with TensorFlow's default threads."""
+    import tensorflow as tf
+
+    a = tf.random.normal((size, size))
+    b = tf.random.normal((size, size))
+    tf.linalg.matmul(a, b).numpy()  # warm-up: thread pools, kernel choice
+    started = time.perf_counter()
+    for _ in range(repeats):
+        product = tf.linalg.matmul(a, b)
+    product.numpy()
+    return 2 * size**3 * repeats / (time.perf_counter() - started)
+
+
+def _layers(point: dict, definition: StudyDefinition) -> list[int]:
+    hidden = point.get("hidden_units", definition.hidden_units)
+    if isinstance(hidden, str):  # "128-64", as the grid stores it
+        hidden = [int(units) for units in hidden.split("-")]
+    return [IMAGE_SIZE, *hidden, CLASSES]
+
+
+def study_flops(definition: StudyDefinition, sizes: dict[str, int]) -> float:
+    """Multiply-adds x 2 of every trial: 3 passes (forward, two backward) per training image
+    and epoch, one forward pass per validation image and epoch and per test image."""
+    total = 0.0
+    for point in definition.grid:
+        layers = _layers(point, definition)
+        products = sum(a * b for a, b in zip(layers, layers[1:], strict=False))
+        images = 3 * sizes["train"] * definition.epochs \
+            + sizes["valid"] * definition.epochs + TEST_IMAGES
+        total += 2 * products * images
+    return total * definition.repeats
+
+
+def set_training_key(text: str, key: str, value: int) -> str:
+    """The TOML ``text`` with ``[training] key = value`` set (replaced or added)."""
+    line = f"{key} = {value}"
+    if re.search(rf"^{key}\s*=", text, flags=re.MULTILINE):
+        return re.sub(rf"^{key}\s*=.*$", line, text, flags=re.MULTILINE)
+    return text.replace("[training]\n", f"[training]\n{line}\n")
+
+
+def _tree_rss_mb(root: int) -> float:
+    """Resident memory of ``root`` and every process below it, in MB."""
+    parents, rss = {}, {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                parents[int(entry.name)] = int(fields[1])
+                rss[int(entry.name)] = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
+            except (OSError, IndexError):
+                continue
+    tree, grew = {root}, True
+    while grew:
+        below = {pid for pid, parent in parents.items() if parent in tree} - tree
+        grew = bool(below)
+        tree |= below
+    return sum(rss.get(pid, 0) for pid in tree) / 2**20
+
+
+@dataclasses.dataclass
+class ServiceRun:
+    seconds: float
+    peak_mb: float
+    trials: int
+    accuracy: dict[str, list[float]]
+    profile: dict[str, float]  # worker-seconds per part
+    workers: int
+
+
+def run_service(definition: StudyDefinition, text: str, folder: Path, workers: str,
+                data_dir: str | None) -> ServiceRun:
+    """``python -m search.run`` on a fresh SQLite file, as a user runs it."""
+    (folder / f"{definition.name}.toml").write_text(text)
+    url = f"sqlite:///{folder}/{definition.name}.db"
+    command = [sys.executable, "-m", "search.run", "--study", definition.name,
+               "--studies-dir", str(folder), "--storage", url, "--workers", workers]
+    if data_dir:
+        command += ["--data-dir", data_dir]
+    started = time.perf_counter()
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+    peak = 0.0
+    while process.poll() is None:
+        peak = max(peak, _tree_rss_mb(process.pid))
+        time.sleep(0.25)
+    seconds = time.perf_counter() - started
+    if process.returncode != 0:
+        raise SystemExit(f"the service failed: {process.stderr.read()[-2000:]}")
+    study = load_for_reading(url, definition.name)
+    return _summarise(study, seconds, peak)
+
+
+def _summarise(study: optuna.Study, seconds: float, peak: float) -> ServiceRun:
+    trials = [t for t in study.get_trials() if t.state.is_finished()]
+    accuracy: dict[str, list[float]] = defaultdict(list)
+    by_worker: dict[str, list[optuna.trial.FrozenTrial]] = defaultdict(list)
+    for trial in trials:
+        accuracy[_label(trial.params)].append(trial.value)
+        by_worker[trial.system_attrs[points.OWNER]].append(trial)
+    epochs = sum(sum(t.user_attrs["epoch_seconds"]) for t in trials)
+    in_trials = sum(t.duration.total_seconds() for t in trials)
+    first = min(t.datetime_start for t in trials)
+    last = max(t.datetime_complete for t in trials)
+    gaps = 0.0
+    for own in by_worker.values():
+        own.sort(key=lambda trial: trial.datetime_start)
+        gaps += sum((b.datetime_start - a.datetime_complete).total_seconds()
+                    for a, b in zip(own, own[1:], strict=False))
+    span = (last - first).total_seconds()
+    profile = {
+        "training epochs (train steps, validation, first-call compiles)": epochs,
+        "rest of each trial (test set, storage writes, checkpoints, figures)":
+            in_trials - epochs,
+        "between a worker's trials (claims, study note, progress)": gaps,
+        "before the first trial and after the last (start-up, data, compile, final table)":
+            seconds - span,
+    }
+    return ServiceRun(seconds, peak, len(trials), dict(accuracy), profile, len(by_worker))
+
+
+def _label(params: dict) -> str:
+    return " ".join(f"{name}={value}" for name, value in params.items())
+
+
+def profile_table(run: ServiceRun) -> str:
+    lines = [f"| part ({run.workers} worker(s); worker-seconds, except the last) | seconds |",
+             "|---|---:|"]
+    lines += [f"| {part} | {seconds:.1f} |" for part, seconds in run.profile.items()]
+    return "\n".join(lines)
+
+
+@dataclasses.dataclass
+class PlainRun:
+    seconds: float
+    accuracy: dict[str, float]
+
+
+def run_plain(definition: StudyDefinition, data: Dataset) -> PlainRun:
+    """Replicate 0 of each point as the tutorials train it: ``model.fit`` on numpy arrays."""
+    import keras
+
+    from search.training.model import build_model
+
+    accuracy = {}
+    started = time.perf_counter()
+    for point in definition.grid:
+        keras.backend.clear_session()
+        keras.utils.set_random_seed(definition.seed_for(0))
+        model = build_model(_layers(point, definition)[1:-1], point["learning_rate"])
+        history = model.fit(data.x_train, data.y_train, batch_size=point["batch_size"],
+                            epochs=definition.epochs, verbose=0,
+                            validation_data=(data.x_valid, data.y_valid))
+        model.evaluate(data.x_test, data.y_test, verbose=0)  # as the service does
+        accuracy[_label(point)] = history.history["val_accuracy"][-1]
+    return PlainRun(time.perf_counter() - started, accuracy)
