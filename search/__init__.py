@@ -12,20 +12,14 @@ from search.api import StudyResult, run_study
 from search.definition import StudyDefinition, load
 from search.errors import SearchError
 from search.options import RunOptions
+from search.results.export import ExportedModel, export_best_model
+from search.results.figures import write_all as write_figures
 from search.results.table import point_rows, summary, to_json, verdict_of
 from search.study.storage import load_for_reading as load_study
 from search.worker.loop import Interrupted
 
-
-def write_figures(study, out_dir):  # noqa: ANN001, ANN201 (documented in search.report)
-    """The report's figures for ``study`` as PNGs in ``out_dir``; returns their paths."""
-    from pathlib import Path
-
-    from search.report import write_figures as write
-
-    return write(study, Path(out_dir))
-
-
-__all__ = ["Interrupted", "RunOptions", "SearchError", "StudyDefinition", "StudyResult",
-           "load", "load_study", "point_rows", "run_study", "summary", "to_json",
-           "verdict_of", "write_figures"]
+__all__ = [
+    "ExportedModel", "Interrupted", "RunOptions", "SearchError", "StudyDefinition",
+    "StudyResult", "export_best_model", "load", "load_study", "point_rows", "run_study",
+    "summary", "to_json", "verdict_of", "write_figures",
+]

@@ -4,6 +4,7 @@
     >>> result = search.run_study("mnist", quick=True, data_dir="../shared/mnist")
     >>> result.complete, result.best.params
     >>> print(search.summary(result.study))
+    >>> result.export_best_model("best.keras").line()
 
 ``run_study`` opens (or creates) the study, runs its units in this process or in
 ``workers`` processes, and returns a ``StudyResult``: each unit's state, the trials and the
@@ -16,16 +17,21 @@ from __future__ import annotations
 import dataclasses
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import optuna
 
 from search import definition as definitions
+from search.errors import SearchError
 from search.options import RunOptions, make_options
 from search.results import table
 from search.study import lifecycle, points
 from search.study.storage import Storage, open_storage, storage_errors
 from search.training.checkpoints import CheckpointStore
-from search.worker.loop import ClaimedGridSampler, Interrupted
+from search.worker.loop import Interrupted
+
+if TYPE_CHECKING:
+    from search.results.export import ExportedModel
 
 
 @dataclasses.dataclass
@@ -37,6 +43,7 @@ class StudyResult:
     study: optuna.Study
     states: list[str]  # per unit, in running order
     worker_failures: list[str] = dataclasses.field(default_factory=list)
+    artifact_dir: Path | None = None  # the trials' figures and models
 
     @property
     def complete(self) -> int:
@@ -63,6 +70,12 @@ class StudyResult:
     def ok(self) -> bool:
         """Nothing given up, no worker failed while units were left."""
         return not self.given_up and not (self.worker_failures and not self.finished)
+
+    def export_best_model(self, path: str | Path) -> ExportedModel:
+        """Write the best point's typical model to ``path`` (``search.results.export``)."""
+        from search.results import export
+
+        return export.export_best_model(self.study, path, self.artifact_dir)
 
 
 def run_study(study: str | definitions.StudyDefinition, *, storage: str | None = None,
@@ -102,8 +115,7 @@ def _prepare(options: RunOptions, storage: Storage) -> tuple[optuna.Study, tuple
             options.storage_url, definition.name, options.studies_dir))
         if lifecycle.delete_study(storage, definition.name, checkpoints):
             _say(options, f"deleted the stored study '{definition.name}'; starting over")
-    study = lifecycle.open_study(storage, definition, ClaimedGridSampler(
-        definition.search_space, seed=definition.seed))
+    study = lifecycle.open_study(storage, definition)
     if options.retry_failed:
         retried = points.retry_given_up(study)
         _say(options, f"retrying {len(retried)} given-up unit(s):" if retried
@@ -113,8 +125,21 @@ def _prepare(options: RunOptions, storage: Storage) -> tuple[optuna.Study, tuple
     return study, raw
 
 
+def _make_studies_dir(options: RunOptions) -> None:
+    """The default database lives in the studies folder, made when first needed (a fresh
+    folder has none); a --storage file in a missing folder stays an error."""
+    default = f"sqlite:///{options.studies_dir / options.definition.name}.db"
+    if options.storage_url == default and not options.studies_dir.is_dir():
+        try:
+            options.studies_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise SearchError(f"cannot create the studies folder {options.studies_dir}: "
+                              f"{error.strerror}; pass --studies-dir or --storage") from None
+
+
 def run(options: RunOptions) -> StudyResult:
     """Run the study the options describe; see ``run_study``."""
+    _make_studies_dir(options)
     storage = open_storage(options.storage_url)
     name = options.definition.name
     with storage_errors(options.storage_url):
@@ -137,4 +162,6 @@ def run(options: RunOptions) -> StudyResult:
         process.run_here(options, storage, study, raw)
     with storage_errors(options.storage_url):
         final = optuna.load_study(study_name=name, storage=storage.optuna)
-        return StudyResult(name, storage.display_url, final, points.states(final), failures)
+        return StudyResult(name, storage.display_url, final, points.states(final), failures,
+                           lifecycle.artifact_root(options.storage_url, name,
+                                                   options.studies_dir))

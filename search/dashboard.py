@@ -34,7 +34,8 @@ class _QuietHandler(wsgiref.simple_server.WSGIRequestHandler):
 def build_parser() -> argparse.ArgumentParser:
     parser = cli.Parser("python -m search.dashboard", __doc__)
     parser.add_argument("--study", required=True, metavar="NAME",
-                        help="the study to watch: studies/NAME.toml (or NAME-quick, ...)")
+                        help="the study to watch: NAME.toml in the studies folder or "
+                             "shipped (or NAME-quick, ...)")
     parser.add_argument("--storage", metavar="URL",
                         help="SQLAlchemy database URL (default: as python -m search.run)")
     parser.add_argument("--host", default="127.0.0.1",
@@ -42,7 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=8080,
                         help="port to listen on (default 8080; 0 picks a free one)")
     parser.add_argument("--studies-dir", type=Path, metavar="DIR",
-                        help="where definitions live (default: the project's studies/)")
+                        help="your definitions, and by default their databases, "
+                             "checkpoints and artifacts (default: ./studies, made when "
+                             "first needed); shipped definitions are found too")
     return parser
 
 

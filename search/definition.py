@@ -1,7 +1,10 @@
-"""Study definitions: one TOML file per study under ``studies/``.
+"""Study definitions: one TOML file per study, in ``./studies/`` or shipped with the package.
 
 A definition holds the search space and the training budget. It is checked on load, so a
-typo ends in one line naming the file and the key, before any trial starts.
+typo ends in one line naming the file and the key, before any trial starts. ``load`` looks
+in the studies folder first (``./studies``, relative to the current folder, or
+``--studies-dir``), then among the definitions shipped inside the package
+(``search.studies``: the repository's ``studies/`` folder, installed as package data).
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ import itertools
 import re
 import tomllib
 from collections.abc import Callable, Sequence
+from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +23,11 @@ import numpy as np
 
 from search.errors import SearchError
 
-STUDIES_DIR = Path(__file__).resolve().parent.parent / "studies"
+# The user's definitions, and by default their databases, checkpoints and artifacts: a
+# folder relative to the current one, never the installed package (site-packages is not the
+# user's to write). Run from a clone's root, it is the folder that holds the shipped ones.
+STUDIES_DIR = Path("studies")
+SHIPPED = "search.studies"  # the package the shipped definitions are data of
 
 # Names Keras resolves (keras.activations.get) and optimizers search.training.model builds;
 # spelled out here so that reading a definition never imports TensorFlow.
@@ -263,18 +272,45 @@ def parse(text: str, name: str, source: str) -> StudyDefinition:
                            source=text, **fields)
 
 
-def load(name: str, studies_dir: Path = STUDIES_DIR) -> StudyDefinition:
-    """Read ``studies_dir/NAME.toml``."""
-    path = studies_dir / f"{name}.toml"
-    if not path.is_file():
-        known = sorted(p.stem for p in studies_dir.glob("*.toml"))
-        raise SearchError(f"no study '{name}': {path} does not exist (known: "
-                          f"{', '.join(known) or 'none'})")
+def _shipped(name: str) -> Traversable | None:
+    """The shipped ``NAME.toml``, if the package holds one."""
     try:
-        text = path.read_text(encoding="utf-8")
+        path = resources.files(SHIPPED) / f"{name}.toml"
+    except ModuleNotFoundError:  # a source tree that was never installed ships nothing
+        return None
+    return path if path.is_file() else None
+
+
+def known(studies_dir: Path = STUDIES_DIR) -> tuple[list[str], list[str]]:
+    """The names of the definitions in ``studies_dir`` and of the shipped ones."""
+    mine = sorted(path.stem for path in studies_dir.glob("*.toml"))
+    try:
+        shipped = sorted(entry.name.removesuffix(".toml")
+                         for entry in resources.files(SHIPPED).iterdir()
+                         if entry.name.endswith(".toml"))
+    except ModuleNotFoundError:
+        shipped = []
+    return mine, shipped
+
+
+def _exists(name: str, studies_dir: Path) -> bool:
+    return (studies_dir / f"{name}.toml").is_file() or _shipped(name) is not None
+
+
+def load(name: str, studies_dir: Path = STUDIES_DIR) -> StudyDefinition:
+    """Read ``studies_dir/NAME.toml``, else the shipped ``NAME.toml``."""
+    path = studies_dir / f"{name}.toml"
+    source: Path | Traversable | None = path if path.is_file() else _shipped(name)
+    if source is None:
+        mine, shipped = known(studies_dir)
+        raise SearchError(f"no study '{name}': {path} does not exist and none is shipped "
+                          f"(known in {studies_dir}: {', '.join(mine) or 'none'}; shipped: "
+                          f"{', '.join(shipped) or 'none'})")
+    try:
+        text = source.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
-        raise SearchError(f"{path}: cannot be read as UTF-8 text ({error})") from None
-    return parse(text, name, str(path))
+        raise SearchError(f"{source}: cannot be read as UTF-8 text ({error})") from None
+    return parse(text, name, str(source))
 
 
 # Studies that search.run derives from a definition: --quick and --epochs N.
@@ -285,6 +321,6 @@ def find(name: str, studies_dir: Path = STUDIES_DIR) -> StudyDefinition:
     """``NAME.toml``, or for NAME-quick and NAME-epochsN the one they came from (for the tools
     that read a stored study)."""
     match = _DERIVED.match(name)
-    if match and not (studies_dir / f"{name}.toml").is_file():
+    if match and not _exists(name, studies_dir):
         return load(match["base"], studies_dir).with_overrides(name_suffix=match["suffix"])
     return load(name, studies_dir)

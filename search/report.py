@@ -3,7 +3,9 @@
 Prints one row per grid point (replicates done, mean, std, 95 % interval of the validation
 accuracy, mean test accuracy) and the verdict, writes the figures (the best point's curves,
 the grid heatmap, every point's mean validation curve) to reports/NAME/, and with --csv
-or --json exports the table (--csv also writes a per-trial FILE.trials.csv). It only reads
+or --json exports the table (--csv also writes a per-trial FILE.trials.csv).
+--export-model FILE writes the best grid point's trained model (its replicate closest to the
+point's mean validation accuracy; see search.results.export) as a .keras file. It only reads
 storage: nothing is retrained, and a study that is still running is reported as far as it
 got.
 """
@@ -18,7 +20,8 @@ import optuna
 
 from search import cli, definition, options
 from search.errors import SearchError
-from search.results import table
+from search.results import figures, table
+from search.study import lifecycle
 from search.study.storage import load_for_reading, storage_errors
 
 REPORTS_DIR = Path("reports")
@@ -27,7 +30,8 @@ REPORTS_DIR = Path("reports")
 def build_parser() -> argparse.ArgumentParser:
     parser = cli.Parser("python -m search.report", __doc__)
     parser.add_argument("--study", required=True, metavar="NAME",
-                        help="the study to report: studies/NAME.toml (or NAME-quick, ...)")
+                        help="the study to report: NAME.toml in the studies folder or "
+                             "shipped (or NAME-quick, ...)")
     parser.add_argument("--storage", metavar="URL",
                         help="SQLAlchemy database URL (default: as python -m search.run)")
     parser.add_argument("--out", type=Path, metavar="DIR",
@@ -36,15 +40,14 @@ def build_parser() -> argparse.ArgumentParser:
                         help="write the per-point table as CSV (and FILE.trials.csv per trial)")
     parser.add_argument("--json", type=Path, metavar="FILE",
                         help="write the per-point table and the verdict as JSON")
+    parser.add_argument("--export-model", type=Path, metavar="FILE",
+                        help="write the best point's model (the replicate closest to its mean "
+                             "validation accuracy) to FILE, for keras.models.load_model")
     parser.add_argument("--studies-dir", type=Path, metavar="DIR",
-                        help="where definitions live (default: the project's studies/)")
+                        help="your definitions, and by default their databases, "
+                             "checkpoints and artifacts (default: ./studies, made when "
+                             "first needed); shipped definitions are found too")
     return parser
-
-
-def write_figures(study: optuna.Study, out_dir: Path) -> list[Path]:
-    from search.results import figures  # matplotlib: only when figures are drawn
-
-    return figures.write_all(study, out_dir)
 
 
 def _exports(study: optuna.Study, args: argparse.Namespace) -> list[tuple[Path, str]]:
@@ -65,9 +68,17 @@ def write_report(args: argparse.Namespace) -> list[Path]:
     study = load_for_reading(url, args.study)
     with storage_errors(url):
         print(table.summary(study))
+        exported = []
+        if args.export_model is not None:
+            from search.results import export
+
+            model = export.export_best_model(study, args.export_model, lifecycle.artifact_root(
+                url, args.study, studies_dir))
+            print(f"\n{model.line()}")
+            exported.append(model.path)
         target = args.out or REPORTS_DIR / args.study
         try:
-            written = write_figures(study, target)
+            written = figures.write_all(study, target) + exported
             for path, text in _exports(study, args):
                 path.write_text(text, encoding="utf-8")
                 written.append(path)

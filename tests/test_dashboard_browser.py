@@ -58,7 +58,7 @@ def _study(folder: Path) -> optuna.Study:
     return optuna.load_study(study_name="tiny", storage=_storage(folder))
 
 
-def test_every_finished_trial_carries_its_curves_history_and_note(finished: Path) -> None:
+def test_every_finished_trial_carries_its_curves_history_model_and_note(finished: Path) -> None:
     storage = _storage(finished)
     study = optuna.load_study(study_name="tiny", storage=storage)
     trials = study.get_trials(states=(TrialState.COMPLETE,))
@@ -67,7 +67,8 @@ def test_every_finished_trial_carries_its_curves_history_and_note(finished: Path
         metas = {meta.filename.split("-", 2)[2]: meta
                  for meta in get_all_artifact_meta(trial, storage=storage)}
         names = {meta.filename for meta in metas.values()}
-        assert names == {f"trial-{trial.number}-curves.png", f"trial-{trial.number}-history.csv"}
+        assert names == {f"trial-{trial.number}-{kind}"
+                         for kind in ("curves.png", "history.csv", "model.keras")}
         figure = finished / "tiny.artifacts" / metas["curves.png"].artifact_id
         assert figure.read_bytes().startswith(b"\x89PNG")
         history = finished / "tiny.artifacts" / metas["history.csv"].artifact_id
@@ -89,10 +90,10 @@ def test_a_fresh_start_discards_the_old_trials_figures(tmp_path: Path, mnist_dir
                "--workers", "1"]
     assert run.main(command) == 0
     old = set((tmp_path / "one.artifacts").iterdir())
-    assert len(old) == 2
+    assert len(old) == 3  # the one trial's curves, history and model
     assert run.main([*command, "--fresh"]) == 0
     new = set((tmp_path / "one.artifacts").iterdir())
-    assert len(new) == 2 and not old & new
+    assert len(new) == 3 and not old & new
 
 
 def test_dashboard_on_a_missing_study_is_one_line_and_creates_nothing(tmp_path: Path) -> None:

@@ -70,7 +70,7 @@ MALFORMED = [
     ("hidden_units negative", _replace("[16, 8]", "[16, -8]"), "training.hidden_units"),
     ("seed negative", _replace("seed = 0", "seed = -1"), "training.seed"),
     ("seed too large", _replace("seed = 0", "seed = 4294967296"), "training.seed"),
-    ("seed missing", _replace("seed = 0\n", ""), "training.seed"),
+    ("seed a float", _replace("seed = 0", "seed = 0.5"), "training.seed"),
     ("storage url a number", VALID + "[storage]\nurl = 5\n", "storage.url"),
     ("empty list", _replace("batch_size = [32, 64, 128]", "batch_size = []"),
      "search_space.batch_size"),

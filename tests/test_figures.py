@@ -14,6 +14,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import optuna
 import pytest
+import sqlalchemy
 
 from search import definition as definitions
 from search.results import figures, statistics
@@ -36,6 +37,14 @@ def history(unit: points.Unit) -> dict[str, list[float]]:
             "loss": list(0.4 * (1.2 - accuracy)), "val_loss": list(0.5 * (1.2 - accuracy))}
 
 
+def without_fsync(engine: sqlalchemy.engine.Engine) -> None:
+    """SQLite waits for the disk at every commit, which is most of the time these throwaway
+    studies take to build; they need no durability."""
+    sqlalchemy.event.listen(engine, "connect",
+                            lambda connection, _: connection.execute("PRAGMA synchronous = OFF"))
+    engine.dispose()  # connections opened before the listener reconnect with it
+
+
 def make_study(folder: Path, *, learning_rates: tuple = (0.0001, 0.001, 0.01),
                batch_sizes: tuple = (32, 64, 128), repeats: int = 3,
                complete: int | None = None, running: int = 0) -> optuna.Study:
@@ -54,6 +63,7 @@ def make_study(folder: Path, *, learning_rates: tuple = (0.0001, 0.001, 0.01),
         repeats = {repeats}
         """)
     storage = open_storage(f"sqlite:///{folder}/s.db")
+    without_fsync(storage.optuna.engine)
     study = lifecycle.open_study(storage, definitions.parse(text, "figures", "test"))
     units = points.units(points.stored_grid(study), repeats)
     complete = len(units) if complete is None else complete

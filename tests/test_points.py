@@ -18,7 +18,7 @@ from search import definition
 from search.errors import SearchError
 from search.results import table
 from search.study import claims, lifecycle, points
-from search.study.storage import open_storage, study_id
+from search.study.storage import open_storage, study_id, trial_id
 from search.worker import loop
 
 GRID_TOML = """\
@@ -151,8 +151,7 @@ def test_a_grid_listed_in_another_order_continues_exactly(storage, monkeypatch) 
         self._all_grids = list(reversed(self._all_grids))
 
     monkeypatch.setattr(optuna.samplers.GridSampler, "__init__", reversed_grid)
-    study = lifecycle.open_study(storage, make_definition(swapped=True),
-                                 loop.ClaimedGridSampler(make_definition().search_space))
+    study = lifecycle.open_study(storage, make_definition(swapped=True))
     loop.run_worker(storage, study, Scores())
     done = complete_units(study)
     assert len(done) == len(set(done)) == 4
@@ -201,7 +200,7 @@ def test_an_interruption_costs_no_attempt(storage) -> None:
     study = lifecycle.open_study(storage, make_definition())
     unit, attempt = claims.claim_next(study, storage, claims.current_owner())
     trial = loop._start_trial(study, storage, unit, attempt, claims.current_owner())
-    claims.mark_failed(storage, trial._trial_id, "interrupted after epoch 0: resumed")
+    claims.mark_failed(storage, trial_id(trial), "interrupted after epoch 0: resumed")
     assert points.states(study)[unit.id] == points.PENDING
 
 

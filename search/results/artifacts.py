@@ -1,10 +1,11 @@
-"""What optuna-dashboard shows beyond its own plots: each trial's curves and history, and a note.
+"""What optuna-dashboard shows beyond its own plots: each trial's files, and a note.
 
 optuna-dashboard draws one series per trial, so a trial's accuracy and loss cannot be seen
 together there. Every worker therefore attaches to every finished trial a PNG of its
-train/validation accuracy and loss and its history as CSV (Optuna artifacts, in a folder
-beside the study), and keeps a Markdown note on the study with the table and the best pair.
-``python -m search.dashboard --study mnist`` serves both.
+train/validation accuracy and loss, its history as CSV and its final model as a .keras file
+(Optuna artifacts, in a folder beside the study), and keeps a Markdown note on the study
+with the table and the best pair. ``python -m search.dashboard --study mnist`` serves
+the study and its files.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import logging
 import tempfile
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import optuna
 import optuna_dashboard
@@ -24,6 +26,9 @@ from optuna.artifacts.exceptions import ArtifactNotFound
 from search.results import figures, table
 from search.study import points
 from search.study.storage import Storage, study_id, trial_id
+
+if TYPE_CHECKING:
+    import keras
 
 logger = logging.getLogger(__name__)
 
@@ -61,16 +66,27 @@ def write_history(trial: optuna.Trial | optuna.trial.FrozenTrial, path: Path) ->
 
 
 class TrialArtifacts:
-    """The objective's ``on_finish`` hook: upload a trial's curves and history.
+    """The objective's ``on_finish`` hook: upload a trial's curves, history and final model.
 
     It runs before the trial is told its value, because Optuna refuses to attach anything
-    to a finished trial.
+    to a finished trial. Each file is stored on its own, and a full disk costs the file,
+    not the trained trial; a model that could not be stored leaves the reason in the
+    trial's ``model_error`` attribute, which ``search.results.export`` repeats.
     """
 
     def __init__(self, root: Path) -> None:
         self.root = root
 
-    def __call__(self, trial: optuna.Trial) -> None:
+    def __call__(self, trial: optuna.Trial, model: keras.Model | None = None) -> None:
+        links = self._figures(trial)
+        if model is not None:
+            links += self._model(trial, model)
+        if links:
+            # The trial's note shows the figure full size on its page, not only as a
+            # thumbnail among the artifacts.
+            optuna_dashboard.save_note(trial, "\n\n".join(links))
+
+    def _figures(self, trial: optuna.Trial) -> list[str]:
         replicate = trial.user_attrs.get(points.REPLICATE, 0) + 1
         params = f"{table.format_params(trial.params)}, replicate {replicate}"
         try:
@@ -84,14 +100,38 @@ class TrialArtifacts:
                 curves_id, history_id = (
                     upload_artifact(artifact_store=store, file_path=str(path),
                                     study_or_trial=trial) for path in (curves, history))
-            # The trial's note shows the figure full size on its page, not only as a
-            # thumbnail among the artifacts; the links follow optuna-dashboard's routes.
-            link = f"/artifacts/{study_id(trial.study)}/{trial_id(trial)}"
-            optuna_dashboard.save_note(trial, f"![accuracy and loss]({link}/{curves_id})\n\n"
-                                              f"[history as CSV]({link}/{history_id})")
         except OSError as error:  # a full disk costs the figure, not the trained trial
             logger.warning("trial %d: could not store its figures in %s: %s", trial.number,
                            self.root, error)
+            return []
+        link = _link(trial)
+        return [f"![accuracy and loss]({link}/{curves_id})",
+                f"[history as CSV]({link}/{history_id})"]
+
+    def _model(self, trial: optuna.Trial, model: keras.Model) -> list[str]:
+        name = f"trial-{trial.number}-model.keras"
+        try:
+            store = open_store(self.root)
+            with tempfile.TemporaryDirectory() as folder:
+                model.save(Path(folder) / name)
+                artifact_id = upload_artifact(artifact_store=store,
+                                              file_path=str(Path(folder) / name),
+                                              study_or_trial=trial)
+        except OSError as error:  # the trial still completes; the export says why
+            logger.warning("trial %d: could not store its model in %s: %s", trial.number,
+                           self.root, error)
+            trial.set_user_attr(points.MODEL_ERROR, f"could not be stored in {self.root}: "
+                                                    f"{error.strerror or error}")
+            return []
+        trial.set_user_attr(points.MODEL_ARTIFACT, artifact_id)
+        return [f"[final model: {name}]({_link(trial)}/{artifact_id}) (open it with "
+                "`keras.models.load_model`; `python -m search.report --study "
+                f"{trial.study.study_name} --export-model FILE` writes the best point's)"]
+
+
+def _link(trial: optuna.Trial) -> str:
+    """Where optuna-dashboard serves a trial's artifacts (its own route)."""
+    return f"/artifacts/{study_id(trial.study)}/{trial_id(trial)}"
 
 
 class StudyNote:

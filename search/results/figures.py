@@ -107,8 +107,8 @@ def plot_replicate_curves(trials: list[FrozenTrial], path: Path, title: str) -> 
             axis.plot(epochs, history[metric], "--", **style)
             axis.plot(epochs, history[f"val_{metric}"], "-", **style,
                       label=f"replicate {trial.user_attrs.get(points.REPLICATE, index) + 1}")
-        for key, line, name in () if single else (
-                (metric, "--", "train"), (f"val_{metric}", "-", "validation")):
+        means = [] if single else [(metric, "--", "train"), (f"val_{metric}", "-", "validation")]
+        for key, line, name in means:
             mean = _mean_curve(histories, key)
             axis.plot(np.arange(1, len(mean) + 1), mean, line, color="black", linewidth=2.8,
                       label=f"{name}, mean of {len(histories)}")
@@ -118,8 +118,9 @@ def plot_replicate_curves(trials: list[FrozenTrial], path: Path, title: str) -> 
         axis.set_title(f"{metric}: validation {shown} after the last epoch")
         _epoch_axis(axis, label)
         axis.legend(fontsize=8)
-    figure.suptitle(f"{title}\n" + ("" if single else "thin: each replicate, thick: their "
-                                     "mean; ") + "solid: validation, dashed: train")
+    lines = "solid: validation, dashed: train"
+    figure.suptitle(f"{title}\n" + (lines if single else
+                                    f"thin: each replicate, thick: their mean; {lines}"))
     return _save(figure, path)
 
 

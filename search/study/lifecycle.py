@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import optuna
+from optuna.trial import FrozenTrial, TrialState
 
 from search.definition import StudyDefinition
 from search.errors import SearchError
@@ -20,9 +21,28 @@ from search.study.storage import Storage
 from search.training.checkpoints import CheckpointStore
 
 
-def open_study(storage: Storage, definition: StudyDefinition,
-               sampler: optuna.samplers.BaseSampler | None = None) -> optuna.Study:
+class ClaimedGridSampler(optuna.samplers.GridSampler):
+    """The study's GridSampler, for trials whose point a claim has already fixed.
+
+    Every trial is created with its parameters set, so the sampler never picks one:
+    ``before_trial`` would write a grid id of its own numbering onto the trial (and warn
+    that the grid is exhausted from the second replicate on). ``after_trial`` would call
+    ``study.stop()``, which is only allowed inside ``optimize``; the worker loop decides
+    when the grid is done instead.
+    """
+
+    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        return
+
+    def after_trial(self, study: optuna.Study, trial: FrozenTrial, state: TrialState,
+                    values: list[float] | None) -> None:
+        return
+
+
+def open_study(storage: Storage, definition: StudyDefinition) -> optuna.Study:
     """Load the study, or create it with its definition, budget and grid map stored on it."""
+    # Every worker builds the same sampler: the same value lists, the same seed.
+    sampler = ClaimedGridSampler(definition.search_space, seed=definition.seed)
     study = optuna.create_study(study_name=definition.name, storage=storage.optuna,
                                 direction="maximize", sampler=sampler, load_if_exists=True)
     attrs = study.user_attrs

@@ -169,11 +169,19 @@ def open_storage(url: str) -> Storage:
     return Storage(url=url, optuna=rdb, claims=claims)
 
 
+def _run_flags(name: str) -> str:
+    """``mnist --quick`` for the stored study mnist-quick: the command that makes it."""
+    if name.endswith("-quick"):
+        return name.removesuffix("-quick") + " --quick"
+    base, _, epochs = name.rpartition("-epochs")
+    return f"{base} --epochs {epochs}" if base and epochs.isdigit() else name
+
+
 def open_for_reading(url: str, name: str) -> optuna.storages.RDBStorage:
     """The storage at URL, opened without creating tables or files; it must hold NAME."""
     parsed = parse_url(url)
     shown = display(url)
-    run_it = f"run python -m search.run --study {name} first"
+    run_it = f"run python -m search.run --study {_run_flags(name)} first"
     if parsed.get_backend_name() == "sqlite":
         path = Path(parsed.database or "")
         if not path.is_file():

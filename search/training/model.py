@@ -6,7 +6,6 @@ from collections.abc import Sequence
 
 import keras
 
-
 # Keras's defaults besides the learning rate (search.definition.OPTIMIZERS names them).
 OPTIMIZERS = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD,
               "rmsprop": keras.optimizers.RMSprop}

@@ -52,19 +52,6 @@ class Interrupted(Exception):
         self.trial_number, self.params, self.epochs_done = trial_number, params, epochs_done
 
 
-class ClaimedGridSampler(optuna.samplers.GridSampler):
-    """The study's GridSampler, for trials whose point a claim has already fixed.
-
-    Every trial is created with its parameters set, so the sampler never picks one.
-    ``after_trial`` would call ``study.stop()``, which is only allowed inside ``optimize``;
-    the worker loop decides when the grid is done instead.
-    """
-
-    def after_trial(self, study: optuna.Study, trial: FrozenTrial, state: TrialState,
-                    values: list[float] | None) -> None:
-        return
-
-
 @dataclasses.dataclass
 class WorkerResult:
     trials_run: int = 0

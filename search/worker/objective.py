@@ -30,6 +30,8 @@ from search.training.model import build_model
 logger = logging.getLogger(__name__)
 
 EpochListener = Callable[[optuna.Trial, int, dict[str, float], float], None]
+# Called with the trained model while the trial still runs (Optuna attaches nothing later).
+FinishListener = Callable[[optuna.Trial, keras.Model], None]
 
 
 class TrainingDiverged(ArithmeticError):
@@ -90,7 +92,7 @@ class Objective:
     def __init__(self, definition: StudyDefinition, data: Dataset,
                  compiled: CompiledTraining, checkpoints: CheckpointStore | None = None,
                  on_epoch: EpochListener | None = None,
-                 on_finish: Callable[[optuna.Trial], None] | None = None) -> None:
+                 on_finish: FinishListener | None = None) -> None:
         self.definition = definition
         self.data = data
         self.compiled = compiled
@@ -161,7 +163,7 @@ class Objective:
         trial.set_user_attr("seconds", sum(epoch_seconds))
         trial.set_user_attr("wall_seconds", time.perf_counter() - started)
         if self.on_finish is not None:  # now, while the trial runs: artifacts need that
-            self.on_finish(trial)
+            self.on_finish(trial, model)  # the final model: its test accuracy is stored
         # The last epoch's score: it belongs to the model whose test accuracy is recorded,
         # and picking the best epoch on the validation set would bias it upward.
         return history["val_accuracy"][-1]

@@ -1,0 +1,141 @@
+"""The best grid point's trained model, as a .keras file: ``python -m search.report --study
+mnist --export-model best.keras``, or from Python::
+
+    from search.results import export
+    exported = export.export_best_model(study, "best.keras", artifact_dir)
+    print(exported.line())
+    model = keras.models.load_model("best.keras")
+
+Every COMPLETE trial stored its final model as an Optuna artifact (``TrialArtifacts``); this
+copies one of them out, reading the storage and the artifact folder only.
+
+Which model: the best point is the verdict's (highest mean validation accuracy over its
+replicates). Of its replicates, the one exported is the **typical** one: the replicate whose
+validation accuracy is closest to the point's mean, ties going to the lower replicate index.
+The best replicate would be the luckiest seed, its validation score inflated by the very
+noise the replicates average out; the typical one is what the point delivers. Test accuracy
+plays no part in the choice: it is only printed, as stored on the chosen trial.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.artifacts import FileSystemArtifactStore
+from optuna.artifacts.exceptions import ArtifactNotFound
+
+from search.errors import SearchError
+from search.results import table
+from search.results.statistics import format_params
+from search.study import points
+
+# Accuracies differ by at least one image in a validation set (1e-5 for 100,000 images);
+# distances closer than this are equal, up to floating-point rounding.
+_ROUNDING = 1e-12
+
+@dataclasses.dataclass(frozen=True)
+class ExportedModel:
+    """Which trial's model was written where, with its stored accuracies."""
+
+    path: Path
+    trial_number: int
+    params: dict[str, Any]
+    replicate: int  # 0-based, as stored
+    replicates: int  # the point's complete replicates
+    validation_accuracy: float
+    mean_validation_accuracy: float
+    test_accuracy: float | None  # as stored on the trial: never used to choose
+
+    def line(self) -> str:
+        test = "none stored" if self.test_accuracy is None else f"{self.test_accuracy:.4f}"
+        return (f"exported trial {self.trial_number} ({format_params(self.params)}, replicate "
+                f"{self.replicate + 1} of {self.replicates}: validation accuracy "
+                f"{self.validation_accuracy:.4f}, the closest to the point's mean "
+                f"{self.mean_validation_accuracy:.4f}; stored test accuracy {test}) to "
+                f"{self.path}")
+
+
+def typical_replicate(validation: dict[int, float]) -> int:
+    """The replicate whose accuracy is closest to the mean; ties to the lower index."""
+    if not validation:
+        raise ValueError("no replicate to choose from")
+    mean = sum(validation.values()) / len(validation)
+    distance = {replicate: abs(value - mean) for replicate, value in validation.items()}
+    # Two replicates are always equally far from their mean; rounding must not pick one.
+    closest = min(distance.values()) + _ROUNDING
+    return min(replicate for replicate, value in distance.items() if value <= closest)
+
+
+def _trial_of(study: optuna.Study, params: dict[str, Any],
+              replicate: int) -> optuna.trial.FrozenTrial:
+    key = points.canonical(params)
+    for status in points.unit_status(study):
+        if points.canonical(status.unit.params) == key and status.unit.replicate == replicate \
+                and status.complete is not None:
+            return status.complete
+    raise SearchError(f"study '{study.study_name}': no complete trial of "
+                      f"{format_params(params)} replicate {replicate + 1} (changed while read?)")
+
+
+def _artifact_id(trial: optuna.trial.FrozenTrial, name: str) -> str:
+    artifact_id = trial.user_attrs.get(points.MODEL_ARTIFACT)
+    if artifact_id is not None:
+        return artifact_id
+    error = trial.user_attrs.get(points.MODEL_ERROR)
+    why = f"its model {error}" if error else "it ran before trials kept their models"
+    raise SearchError(f"trial {trial.number} ({name}) has no stored model: {why}; run the "
+                      "study again with --fresh (or under a new name) to get one")
+
+
+def _copy_out(store: FileSystemArtifactStore, artifact_id: str, path: Path,
+              trial: optuna.trial.FrozenTrial, artifact_dir: Path) -> None:
+    """Write the artifact to ``path`` whole or not at all (a temporary file, renamed)."""
+    try:
+        reader = store.open_reader(artifact_id)
+    except ArtifactNotFound:
+        raise SearchError(f"trial {trial.number}'s model (artifact {artifact_id}) is missing "
+                          f"from {artifact_dir}; was the folder moved or deleted? (pass the "
+                          "--storage and --studies-dir the study ran with)") from None
+    temporary = None
+    try:
+        with reader, tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.",
+                                                 delete=False) as file:
+            temporary = Path(file.name)
+            shutil.copyfileobj(reader, file)
+        os.replace(temporary, path)
+    except OSError as error:
+        if temporary is not None:
+            with contextlib.suppress(OSError):
+                temporary.unlink()
+        raise SearchError(f"cannot write {path}: {error.strerror or error}; pick another "
+                          "--export-model FILE") from None
+
+
+def export_best_model(study: optuna.Study, path: str | Path,
+                      artifact_dir: str | Path) -> ExportedModel:
+    """Write the best point's typical model (see the module docstring) to ``path``.
+
+    ``artifact_dir`` is the study's artifact folder (``search.study.lifecycle.artifact_root``:
+    ``studies/NAME.artifacts`` beside a SQLite file). Raises a one-line SearchError when no
+    trial is complete, the model was not stored or is gone, or ``path`` cannot be written.
+    """
+    path, artifact_dir = Path(path), Path(artifact_dir)
+    best = table.verdict_of(study).best
+    if best is None or best.mean is None:
+        raise SearchError(f"study '{study.study_name}' has no complete trial yet: no model to "
+                          "export; run it first")
+    replicate = typical_replicate(best.validation)
+    trial = _trial_of(study, best.params, replicate)
+    artifact_id = _artifact_id(trial, f"{format_params(best.params)}, replicate "
+                                      f"{replicate + 1}")
+    _copy_out(FileSystemArtifactStore(artifact_dir), artifact_id, path, trial, artifact_dir)
+    return ExportedModel(path, trial.number, dict(best.params), replicate, best.n,
+                         best.validation[replicate], best.mean,
+                         trial.user_attrs.get("test_accuracy"))

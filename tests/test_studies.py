@@ -1,0 +1,111 @@
+"""Where studies live: definitions in ./studies (or --studies-dir) first, then the ones shipped
+inside the package; databases, checkpoints and artifacts in the studies folder, whichever
+place the definition came from. No training: definitions, options and paths only."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from search import api, definition, options
+from search.errors import SearchError
+from search.study import lifecycle
+
+REPO = Path(__file__).resolve().parent.parent
+MINE = """\
+[search_space]
+learning_rate = [0.5]
+batch_size = [16]
+
+[training]
+epochs = 7
+hidden_units = [4]
+validation_size = 10
+seed = 0
+"""
+
+
+@pytest.fixture
+def empty_folder(tmp_path: Path, monkeypatch) -> Path:
+    """The current folder is an empty one, as for a user of the installed package."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(options.STORAGE_VARIABLE, raising=False)
+    return tmp_path
+
+
+def test_the_default_studies_folder_is_relative_to_the_current_one() -> None:
+    assert definition.STUDIES_DIR == Path("studies")
+
+
+def test_shipped_definitions_are_found_from_an_empty_folder(empty_folder: Path) -> None:
+    shipped = definition.load("mnist")
+    assert shipped.source == (REPO / "studies" / "mnist.toml").read_text()
+    assert definition.known() == ([], ["mnist", "mnist-smoke"])
+    quick = definition.find("mnist-quick")  # what the report and dashboard look up
+    assert (quick.name, quick.budget()) == ("mnist-quick", shipped.budget())
+    assert not (empty_folder / "studies").exists()  # looking creates nothing
+
+
+def test_the_studies_folder_comes_before_the_shipped_definitions(empty_folder: Path) -> None:
+    (empty_folder / "studies").mkdir()
+    (empty_folder / "studies" / "mnist.toml").write_text(MINE)
+    (empty_folder / "studies" / "mine.toml").write_text(MINE)
+    assert definition.load("mnist").epochs == 7
+    assert definition.find("mnist-quick").epochs == 7
+    assert definition.load("mnist-smoke").source == \
+        (REPO / "studies" / "mnist-smoke.toml").read_text()
+    assert definition.known() == (["mine", "mnist"], ["mnist", "mnist-smoke"])
+    elsewhere = empty_folder / "elsewhere"  # --studies-dir: the same order
+    elsewhere.mkdir()
+    (elsewhere / "mnist-smoke.toml").write_text(MINE)
+    assert definition.load("mnist-smoke", elsewhere).epochs == 7
+    assert definition.load("mnist", elsewhere).epochs == 10
+
+
+def test_an_unknown_study_lists_both_places_in_one_line(empty_folder: Path) -> None:
+    (empty_folder / "studies").mkdir()
+    (empty_folder / "studies" / "mine.toml").write_text(MINE)
+    for name in ("mnsit", "mnsit-quick"):
+        with pytest.raises(SearchError) as raised:
+            definition.find(name)
+        message = str(raised.value)
+        assert "\n" not in message
+        assert "known in studies: mine; shipped: mnist, mnist-smoke" in message
+
+
+def test_storage_checkpoints_and_artifacts_default_to_the_studies_folder(
+        empty_folder: Path) -> None:
+    shipped = definition.load("mnist")
+    made = options.make_options(shipped, quick=True)
+    assert made.storage_url == "sqlite:///studies/mnist-quick.db"
+    assert lifecycle.checkpoint_root(made.storage_url, "mnist-quick", made.studies_dir) == \
+        Path("studies/mnist-quick.checkpoints/mnist-quick")
+    assert lifecycle.artifact_root(made.storage_url, "mnist-quick", made.studies_dir) == \
+        Path("studies/mnist-quick.artifacts")
+    mine = empty_folder / "mine"
+    assert options.make_options(shipped, studies_dir=mine).storage_url == \
+        f"sqlite:///{mine}/mnist.db"
+
+
+def test_a_run_makes_the_default_studies_folder_but_not_a_storage_folder(
+        empty_folder: Path) -> None:
+    no_data = str(empty_folder / "no-data")  # the run stops at the data, after its storage
+    elsewhere = f"sqlite:///{empty_folder}/missing/x.db"
+    with pytest.raises(SearchError, match="missing"):
+        api.run_study("mnist-smoke", storage=elsewhere, data_dir=no_data, workers=1)
+    assert not (empty_folder / "missing").exists() and not (empty_folder / "studies").exists()
+    with pytest.raises(SearchError, match="no-data"):
+        api.run_study("mnist-smoke", data_dir=no_data, workers=1)
+    assert (empty_folder / "studies").is_dir()
+
+
+def test_the_package_list_names_every_package_and_ships_the_definitions() -> None:
+    settings = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    found = {".".join(path.parent.relative_to(REPO).parts)
+             for path in (REPO / "search").rglob("__init__.py")}
+    assert set(settings["packages"]) == found | {"search.studies"}
+    assert settings["package-dir"] == {"search.studies": "studies"}
+    assert settings["package-data"]["search.studies"] == ["*.toml"]
+    assert (REPO / "studies" / "__init__.py").is_file()
