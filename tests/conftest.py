@@ -86,7 +86,8 @@ def slice_data(mnist_raw: tuple[np.ndarray, ...]):
 
 def write_definition(folder: Path, name: str = "tiny", *, learning_rates=(0.001, 0.01),
                      batch_sizes=(64,), epochs: int = 1, train_size: int = 600,
-                     validation_size: int = 200, max_attempts: int = 2) -> Path:
+                     validation_size: int = 200, max_attempts: int = 2,
+                     repeats: int = 1) -> Path:
     """A small study definition in ``folder``; returns the file."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.toml"
@@ -102,5 +103,6 @@ def write_definition(folder: Path, name: str = "tiny", *, learning_rates=(0.001,
         train_size = {train_size}
         seed = 0
         max_attempts = {max_attempts}
+        repeats = {repeats}
         """))
     return path

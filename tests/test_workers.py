@@ -9,6 +9,8 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +20,7 @@ import sqlalchemy
 from optuna.trial import TrialState
 
 from search.study.storage import open_storage
-from tests.conftest import write_definition
+from tests.conftest import REPO, write_definition
 from tests.helpers import complete_by_params, run_to_end, start_run, trials, wait_for
 
 pytestmark = pytest.mark.slow
@@ -117,6 +119,52 @@ def test_a_worker_killed_mid_run_is_replaced(slow_grid_study, storage_url, mnist
     dead = trials(name, storage_url)[victim.number]
     assert dead.state == TrialState.FAIL
     assert dead.user_attrs["failure"].startswith("worker died")
+
+
+def _command_lines_below(root: int) -> list[str]:
+    """The command lines of every process below ``root``."""
+    lines, parents = {}, {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int(
+                    (entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                lines[int(entry.name)] = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
+            except (OSError, IndexError):
+                continue
+    below, grew = {root}, True
+    while grew:
+        more = {pid for pid, parent in parents.items() if parent in below} - below
+        grew, below = bool(more), below | more
+    return [lines[pid].decode(errors="replace") for pid in below - {root} if pid in lines]
+
+
+def test_replicates_run_exactly_once_with_workers_that_never_see_the_url(
+        tmp_path: Path, storage_url: str, mnist_dir: Path) -> None:
+    name = f"replicates-{uuid.uuid4().hex[:8]}"
+    studies = tmp_path / "studies"
+    write_definition(studies, name, learning_rates=(0.001, 0.01), batch_sizes=(32, 64),
+                     train_size=1000, validation_size=500, repeats=3)
+    # The storage comes from the environment, as the README shows for a password.
+    process = subprocess.Popen(
+        [sys.executable, "-m", "search.run", "--study", name, "--studies-dir", str(studies),
+         "--data-dir", str(mnist_dir), "--workers", "2"], cwd=REPO, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+        env={**os.environ, "OPTUNA_STORAGE": storage_url})
+    seen: list[str] = []
+    try:
+        while process.poll() is None and len(seen) < 2:
+            seen = [line for line in _command_lines_below(process.pid) if "search" in line]
+        stdout, stderr = process.communicate(timeout=300)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 0, stderr
+    assert len(seen) >= 2 and all(storage_url not in line for line in seen), seen
+    done = [(tuple(sorted(t.params.items())), t.user_attrs["replicate"])
+            for t in trials(name, storage_url) if t.state == TrialState.COMPLETE]
+    assert len(done) == len(set(done)) == 12
+    assert "4 of 4 grid points complete, 12 of 12 trials" in stdout
 
 
 def _open_and_claim(url: str, barrier, results) -> None:

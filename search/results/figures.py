@@ -12,6 +12,7 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")  # files only; no display is needed or wanted
+import matplotlib.figure  # noqa: E402
 import matplotlib.patches  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import matplotlib.ticker  # noqa: E402
@@ -49,7 +50,11 @@ def plot_curves(trial: optuna.Trial | optuna.trial.FrozenTrial, path: Path, titl
     history = trial.user_attrs["history"]
     epochs = np.arange(1, len(history["loss"]) + 1)
     best_epoch = trial.user_attrs.get("best_epoch")
-    figure, (accuracy_axis, loss_axis) = plt.subplots(1, 2, figsize=(11, 4.2))
+    # Every trial draws this figure for the dashboard while its worker waits: a fixed
+    # layout instead of tight_layout, and no pyplot state, roughly halve its cost.
+    figure = matplotlib.figure.Figure(figsize=(11, 4.2))
+    figure.subplots_adjust(left=0.06, right=0.99, bottom=0.12, top=0.84, wspace=0.22)
+    accuracy_axis, loss_axis = figure.subplots(1, 2)
     for axis, metric, label in ((accuracy_axis, "accuracy", ACCURACY_LABEL),
                                 (loss_axis, "loss", LOSS_LABEL)):
         axis.plot(epochs, history[metric], "o-", label="train")
@@ -66,7 +71,8 @@ def plot_curves(trial: optuna.Trial | optuna.trial.FrozenTrial, path: Path, titl
                             "after the last epoch")
     loss_axis.set_title(f"loss: validation {history['val_loss'][-1]:.4f} after the last epoch")
     figure.suptitle(title)
-    return _save(figure, path)
+    figure.savefig(path, dpi=110)
+    return path
 
 
 def _mean_and_std(mean: float, std: float | None, between: str = " ") -> str:
