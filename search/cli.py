@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from search.errors import SearchError
 
@@ -25,6 +26,22 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # one line, not the usage block
         self.exit(2, f"{self.prog}: {message} (see --help)\n")
+
+
+def add_study_flags(parser: argparse.ArgumentParser, verb: str) -> None:
+    """--study, --storage and --studies-dir, which every command reads the same way."""
+    parser.add_argument("--study", required=True, metavar="NAME",
+                        help=f"the study to {verb}: NAME.toml in the studies folder, else a "
+                             "shipped one (mnist, mnist-smoke); NAME-quick and NAME-epochsN "
+                             "name the studies --quick and --epochs made")
+    parser.add_argument("--storage", metavar="URL",
+                        help="SQLAlchemy database URL (default: $OPTUNA_STORAGE, else the "
+                             "definition's [storage] url, else the SQLite file NAME.db in the "
+                             "studies folder)")
+    parser.add_argument("--studies-dir", type=Path, metavar="DIR",
+                        help="your definitions, and by default their databases, "
+                             "checkpoints and artifacts (default: ./studies, made when "
+                             "first needed); shipped definitions are found too")
 
 
 def setup_logging(verbose: bool) -> None:

@@ -11,7 +11,6 @@ import argparse
 import socketserver
 import sys
 import wsgiref.simple_server
-from pathlib import Path
 
 import optuna_dashboard
 from optuna.artifacts import FileSystemArtifactStore
@@ -33,19 +32,11 @@ class _QuietHandler(wsgiref.simple_server.WSGIRequestHandler):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = cli.Parser("python -m search.dashboard", __doc__)
-    parser.add_argument("--study", required=True, metavar="NAME",
-                        help="the study to watch: NAME.toml in the studies folder or "
-                             "shipped (or NAME-quick, ...)")
-    parser.add_argument("--storage", metavar="URL",
-                        help="SQLAlchemy database URL (default: as python -m search.run)")
+    cli.add_study_flags(parser, "watch")
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to listen on (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=int, default=8080,
                         help="port to listen on (default 8080; 0 picks a free one)")
-    parser.add_argument("--studies-dir", type=Path, metavar="DIR",
-                        help="your definitions, and by default their databases, "
-                             "checkpoints and artifacts (default: ./studies, made when "
-                             "first needed); shipped definitions are found too")
     return parser
 
 
@@ -54,8 +45,7 @@ def make_server(args: argparse.Namespace) -> tuple[wsgiref.simple_server.WSGISer
     if not 0 <= args.port <= 65535:
         raise SearchError(f"--port must lie in 0..65535, not {args.port}")
     studies_dir = args.studies_dir or definition.STUDIES_DIR
-    url = args.storage or options.storage_url(definition.find(args.study, studies_dir), None,
-                                              studies_dir)
+    url = options.stored_study_url(args.study, args.storage, studies_dir)
     storage = open_for_reading(url, args.study)
     study_id = storage.get_study_id_from_name(args.study)
     # Not created here: a study that has attached nothing yet simply lists no artifacts.

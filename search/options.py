@@ -13,6 +13,7 @@ import json
 import os
 from pathlib import Path
 
+from search import definition
 from search.definition import STUDIES_DIR, StudyDefinition
 from search.errors import SearchError
 
@@ -82,6 +83,14 @@ def storage_url(definition: StudyDefinition, given: str | None, studies_dir: Pat
     file beside the definitions."""
     return given or os.environ.get(STORAGE_VARIABLE) or \
         definition.default_storage_url(studies_dir)
+
+
+def stored_study_url(name: str, given: str | None, studies_dir: Path) -> str:
+    """Where ``python -m search.run`` stored the study NAME (NAME-quick and NAME-epochsN
+    included): for the tools that read it."""
+    if given or os.environ.get(STORAGE_VARIABLE):
+        return given or os.environ[STORAGE_VARIABLE]
+    return storage_url(definition.find(name, studies_dir), None, studies_dir)
 
 
 def make_options(definition: StudyDefinition, *, storage: str | None = None,

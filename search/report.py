@@ -29,11 +29,7 @@ REPORTS_DIR = Path("reports")
 
 def build_parser() -> argparse.ArgumentParser:
     parser = cli.Parser("python -m search.report", __doc__)
-    parser.add_argument("--study", required=True, metavar="NAME",
-                        help="the study to report: NAME.toml in the studies folder or "
-                             "shipped (or NAME-quick, ...)")
-    parser.add_argument("--storage", metavar="URL",
-                        help="SQLAlchemy database URL (default: as python -m search.run)")
+    cli.add_study_flags(parser, "report")
     parser.add_argument("--out", type=Path, metavar="DIR",
                         help="folder for the figures (default: reports/NAME/)")
     parser.add_argument("--csv", type=Path, metavar="FILE",
@@ -43,10 +39,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--export-model", type=Path, metavar="FILE",
                         help="write the best point's model (the replicate closest to its mean "
                              "validation accuracy) to FILE, for keras.models.load_model")
-    parser.add_argument("--studies-dir", type=Path, metavar="DIR",
-                        help="your definitions, and by default their databases, "
-                             "checkpoints and artifacts (default: ./studies, made when "
-                             "first needed); shipped definitions are found too")
     return parser
 
 
@@ -63,8 +55,7 @@ def _exports(study: optuna.Study, args: argparse.Namespace) -> list[tuple[Path, 
 def write_report(args: argparse.Namespace) -> list[Path]:
     """Print the summary; write the figures and exports; return the files written."""
     studies_dir = args.studies_dir or definition.STUDIES_DIR
-    url = args.storage or options.storage_url(definition.find(args.study, studies_dir),
-                                              None, studies_dir)
+    url = options.stored_study_url(args.study, args.storage, studies_dir)
     study = load_for_reading(url, args.study)
     with storage_errors(url):
         print(table.summary(study))

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from search import api, cli, definition, options
 from search.results import table
@@ -26,13 +25,7 @@ def _workers(text: str) -> int | str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = cli.Parser("python -m search.run", __doc__)
-    parser.add_argument("--study", required=True, metavar="NAME",
-                        help="the study to run: NAME.toml in the studies folder, else a "
-                             "shipped one (mnist, mnist-smoke)")
-    parser.add_argument("--storage", metavar="URL",
-                        help=f"SQLAlchemy database URL (default: ${options.STORAGE_VARIABLE}, "
-                             "else the definition's [storage] url, else "
-                             "the SQLite file NAME.db in the studies folder)")
+    cli.add_study_flags(parser, "run")
     parser.add_argument("--data-dir", metavar="DIR",
                         help="folder with the four MNIST IDX files (.gz or not); default: "
                              "$MNIST_DATA, else keras.datasets.mnist (downloads)")
@@ -55,10 +48,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--retry-failed", action="store_true",
                         help="run units given up after max_attempts errors again "
                              "(their failed trials are kept)")
-    parser.add_argument("--studies-dir", type=Path, metavar="DIR",
-                        help="your definitions, and by default their databases, "
-                             "checkpoints and artifacts (default: ./studies, made when "
-                             "first needed); shipped definitions are found too")
     parser.add_argument("-v", "--verbose", action="store_true", help="log diagnostics")
     return parser
 

@@ -26,7 +26,7 @@ from optuna.artifacts import get_all_artifact_meta
 from optuna.trial import TrialState
 
 from search import run
-from search.study.storage import trial_id
+from search.study.optuna_internals import trial_id
 from tests.conftest import write_definition
 
 pytestmark = pytest.mark.slow

@@ -20,7 +20,8 @@ from search import definition, report
 from search.errors import SearchError
 from search.results import artifacts, export
 from search.study import lifecycle, points
-from search.study.storage import open_storage, trial_id
+from search.study.optuna_internals import trial_id
+from search.study.storage import open_storage
 from search.worker import loop
 
 GRID_TOML = """\

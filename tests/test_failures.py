@@ -18,7 +18,8 @@ from optuna.trial import TrialState
 from search import definition, run
 from search.results import table
 from search.study import lifecycle, points
-from search.study.storage import open_storage, study_id, trial_id
+from search.study.optuna_internals import study_id, trial_id
+from search.study.storage import open_storage
 from search.training.compiled import CompiledTraining
 from search.worker import loop
 from search.worker.objective import Objective

@@ -120,7 +120,7 @@ def _check_dashboard(python: Path, work: Path, exported_trial: int) -> None:
     """It starts, serves its page, and serves the exported trial's model file."""
     import optuna
 
-    from search.study.storage import trial_id
+    from search.study.optuna_internals import trial_id
 
     process = subprocess.Popen([str(python), "-m", "search.dashboard", "--study", "mnist-quick",
                                 "--port", "0"], cwd=work, env=_environment(),

@@ -18,7 +18,8 @@ from search import definition
 from search.errors import SearchError
 from search.results import table
 from search.study import claims, lifecycle, points
-from search.study.storage import open_storage, study_id, trial_id
+from search.study.optuna_internals import study_id, trial_id
+from search.study.storage import open_storage
 from search.worker import loop
 
 GRID_TOML = """\

@@ -12,6 +12,7 @@ import pytest
 import scipy.stats
 
 from search.results import statistics
+from search.results import verdict as verdicts
 
 # Replicate r shares its seed across points, so each point gets the same seed offset at r.
 SEED_OFFSETS = (0.0, 0.004, -0.003)
@@ -24,8 +25,8 @@ def point(params: dict, validation: list[float | None], test: list[float] | None
     return statistics.PointResult(params, completed, tests)
 
 
-def judge(points: list[statistics.PointResult]) -> statistics.Verdict:
-    return statistics.verdict(statistics.summarise(points))
+def judge(points: list[statistics.PointResult]) -> verdicts.Verdict:
+    return verdicts.judge(statistics.summarise(points))
 
 
 def test_mean_std_and_interval_match_hand_computed_values() -> None:
@@ -87,7 +88,7 @@ def test_missing_replicate_counts_and_pairs_only_completed_ones() -> None:
     summaries = statistics.summarise([failed, complete])
     assert summaries[1].n == 2 and summaries[1].validation == {0: 0.96, 2: 0.97}
     assert summaries[1].std == pytest.approx(0.01 / math.sqrt(2))  # ddof=1 over n=2
-    [comparison] = statistics.verdict(summaries).comparisons
+    [comparison] = verdicts.judge(summaries).comparisons
     expected = scipy.stats.ttest_rel([0.97, 0.99], [0.96, 0.97]).pvalue
     assert comparison.shared == 2
     assert comparison.difference == pytest.approx(0.015)
@@ -98,7 +99,7 @@ def test_point_without_results_is_listed_last_and_never_compared() -> None:
     empty = statistics.PointResult({"learning_rate": 0.1}, {}, {})
     summaries = statistics.summarise([empty, point({"learning_rate": 0.001}, [0.97, 0.98])])
     assert [s.n for s in summaries] == [2, 0] and summaries[1].mean is None
-    assert statistics.verdict(summaries).comparisons == []
+    assert verdicts.judge(summaries).comparisons == []
 
 
 def test_validation_ranks_and_test_is_ignored() -> None:
@@ -106,7 +107,7 @@ def test_validation_ranks_and_test_is_ignored() -> None:
     by_test = point({"learning_rate": 0.01}, [0.95, 0.951, 0.949], [0.99, 0.99, 0.99])
     summaries = statistics.summarise([by_test, by_validation])
     assert [s.params["learning_rate"] for s in summaries] == [0.001, 0.01]
-    result = statistics.verdict(summaries)
+    result = verdicts.judge(summaries)
     assert result.best.params == {"learning_rate": 0.001}
     assert result.to_json()["best"]["params"] == {"learning_rate": 0.001}
     swapped = [point(p.params, list(p.validation.values()), [0.5, 0.5, 0.5])
@@ -181,7 +182,7 @@ def test_to_json_is_plain_and_has_the_contract_keys() -> None:
                     [0.96, 0.97, 0.96]),
               point({"hidden_units": (64, 32), "learning_rate": 0.001}, [0.972, 0.971, 0.974])]
     summaries = statistics.summarise(points)
-    result = statistics.verdict(summaries)
+    result = verdicts.judge(summaries)
     document = json.loads(json.dumps(result.to_json()))
     assert set(document) == {"best", "indistinguishable", "test", "alpha", "replicates",
                              "replicates_needed", "marginals", "lines"}
@@ -208,7 +209,7 @@ def test_format_value_and_params() -> None:
 @pytest.mark.parametrize("alpha", [0.0, 1.0, -0.1, 1.5])
 def test_alpha_outside_zero_one_is_refused(alpha: float) -> None:
     with pytest.raises(ValueError, match="alpha"):
-        statistics.verdict([], alpha=alpha)
+        verdicts.judge([], alpha=alpha)
 
 
 @pytest.mark.parametrize("validation", [{-1: 0.9}, {0: float("nan")}, {"0": 0.9}])
@@ -238,6 +239,6 @@ def test_marginal_averages_only_replicates_every_point_of_the_value_completed() 
 
 
 def test_no_completed_trials_give_an_empty_verdict() -> None:
-    result = statistics.verdict(statistics.summarise([statistics.PointResult({"x": 1}, {})]))
+    result = verdicts.judge(statistics.summarise([statistics.PointResult({"x": 1}, {})]))
     assert result.best is None and result.comparisons == [] and result.replicates == 0
     assert json.loads(json.dumps(result.to_json()))["best"] is None

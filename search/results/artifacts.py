@@ -25,7 +25,8 @@ from optuna.artifacts.exceptions import ArtifactNotFound
 
 from search.results import figures, table
 from search.study import points
-from search.study.storage import Storage, study_id, trial_id
+from search.study.optuna_internals import study_id, trial_id
+from search.study.storage import Storage
 
 if TYPE_CHECKING:
     import keras

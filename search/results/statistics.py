@@ -1,4 +1,4 @@
-"""Statistics of a grid study: one summary per grid point, and a verdict on the best one.
+"""Statistics of a grid study: one summary per grid point, and the paired test between two.
 
 Replicate r of every grid point is trained with the same seed (initial weights, batch order),
 so points are compared with a paired t-test on their per-replicate differences: the
@@ -7,7 +7,7 @@ replicates a t-test on those differences is the standard small-sample choice. Va
 accuracy decides everything; test accuracy is carried along and reported, never used to rank.
 
     summaries = statistics.summarise(points)
-    print("\\n".join(statistics.verdict(summaries).lines))
+    print("\\n".join(search.results.verdict.judge(summaries).lines))
 """
 
 from __future__ import annotations
@@ -29,12 +29,6 @@ PRACTICAL_DIFFERENCE = 0.001
 MAX_USEFUL_REPLICATES = 100
 # a - b rounds (0.98 - 0.97 != 0.99 - 0.98), so "equal differences" allows this much.
 _ROUNDING = 1e-12
-_NO_NOISE = (
-    "the ranking carries no noise estimate: every point was trained once, so differences "
-    "between points may be seed noise; to get one, set repeats = 3 (or more) in the study's "
-    "[training] section, or pass --repeats 3, and run the same command again: only the new "
-    "replicates run")
-_TEST_LINE = "the test set chose nothing: test accuracy is reported, never used to rank"
 
 
 def format_value(value: Any) -> str:
@@ -130,18 +124,7 @@ class Comparison:
     distinguishable: bool
 
 
-@dataclasses.dataclass(frozen=True)
-class Marginal:
-    """One hyperparameter's effect, each value averaged over the other hyperparameters."""
-
-    name: str
-    means: dict[str, float]
-    best: str
-    tied_with_best: list[str]
-    sentence: str
-
-
-def _compare(best: dict[int, float], other: dict[int, float], params: dict[str, Any],
+def compare_paired(best: dict[int, float], other: dict[int, float], params: dict[str, Any],
              alpha: float) -> Comparison:
     """Two-sided paired t-test (a one-sample test of the differences against 0)."""
     differences = np.array([best[r] - other[r] for r in sorted(best.keys() & other.keys())])
@@ -157,56 +140,7 @@ def _compare(best: dict[int, float], other: dict[int, float], params: dict[str, 
                       p_value is not None and p_value < alpha)
 
 
-def _join(items: list[str]) -> str:
-    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
-
-
-def _value_series(group: list[PointSummary]) -> tuple[dict[int, float], float]:
-    """Per-replicate averages over one value's points, and the value's mean."""
-    # Only replicates where every point of the value is complete, so each average is over the
-    # same points and a missing replicate cannot shift it.
-    complete = set.intersection(*(set(summary.validation) for summary in group))
-    series = {r: float(np.mean([s.validation[r] for s in group])) for r in sorted(complete)}
-    if series:
-        return series, float(np.mean(list(series.values())))
-    return series, float(np.mean([summary.mean for summary in group]))
-
-
-def _marginal(name: str, completed: list[PointSummary], alpha: float,
-              replicates: int) -> Marginal | None:
-    groups: dict[str, list[PointSummary]] = {}
-    raw: dict[str, Any] = {}
-    for summary in completed:
-        if name in summary.params:
-            text = format_value(summary.params[name])
-            groups.setdefault(text, []).append(summary)
-            raw.setdefault(text, summary.params[name])
-    if len(groups) < 2:
-        return None
-    try:
-        order = sorted(groups, key=lambda text: raw[text])
-    except TypeError:  # values of mixed types: keep the order they first appear in
-        order = list(groups)
-    series, means = {}, {}
-    for text in order:
-        series[text], means[text] = _value_series(groups[text])
-    best = max(order, key=lambda text: means[text])
-    tied = [] if replicates <= 1 else [
-        text for text in order
-        if text != best and not _compare(series[best], series[text], {}, alpha).distinguishable]
-    if replicates <= 1:
-        sentence = f"{name} {best} has the highest mean (no noise estimate at 1 replicate)"
-    elif not tied:
-        sentence = f"{name} {best} is clearly best"
-    elif len(tied) == len(order) - 1:
-        sentence = f"{name} {_join(order)} are indistinguishable at {replicates} replicates"
-    else:
-        sentence = (f"{name} {best} is best; {_join(tied)} cannot be told apart from it at "
-                    f"{replicates} replicates")
-    return Marginal(name, means, best, tied, sentence)
-
-
-def _sample_size(effect: float, alpha: float) -> int:
+def replicates_for_power(effect: float, alpha: float) -> int:
     """Replicates a two-sided paired t-test at ``alpha`` needs for POWER at this effect size
     (|mean| / std of the differences)."""
     normal = scipy.stats.norm.ppf(1 - alpha / 2) + scipy.stats.norm.ppf(POWER)
@@ -221,7 +155,7 @@ def _sample_size(effect: float, alpha: float) -> int:
     return needed
 
 
-def _replicates_needed(best: PointSummary, runner_up: PointSummary,
+def replicates_needed(best: PointSummary, runner_up: PointSummary,
                        alpha: float) -> tuple[int | None, str]:
     shared = sorted(best.validation.keys() & runner_up.validation.keys())
     differences = [best.validation[r] - runner_up.validation[r] for r in shared]
@@ -231,7 +165,7 @@ def _replicates_needed(best: PointSummary, runner_up: PointSummary,
         return None, (f"{names[0]} and {names[1]} cannot be told apart: the observed "
                       "difference is zero, so more replicates are not expected to separate them")
     spread = float(np.std(differences, ddof=1))
-    needed = _sample_size(abs(mean) / spread, alpha)
+    needed = replicates_for_power(abs(mean) / spread, alpha)
     if abs(mean) < PRACTICAL_DIFFERENCE or needed > MAX_USEFUL_REPLICATES:
         return needed, (f"the difference between {names[0]} and {names[1]} ({mean * 100:+.2f} "
                         "percentage points) is too small to matter in practice: it would take "
@@ -239,84 +173,3 @@ def _replicates_needed(best: PointSummary, runner_up: PointSummary,
     return needed, (f"telling {names[0]} from {names[1]} apart would take about {needed} "
                     f"replicates (observed difference {mean * 100:+.2f} pp, spread "
                     f"{spread * 100:.2f} pp)")
-
-
-@dataclasses.dataclass(frozen=True)
-class Verdict:
-    """Which point is best, which points noise cannot separate from it, and what would."""
-
-    best: PointSummary | None
-    comparisons: list[Comparison]
-    indistinguishable: list[PointSummary]
-    marginals: list[Marginal]
-    replicates: int
-    replicates_needed: int | None
-    lines: list[str]
-    alpha: float = ALPHA
-
-    def to_json(self) -> dict[str, Any]:
-        def point(summary: PointSummary) -> dict[str, Any]:
-            return {key: summary.to_json()[key] for key in ("params", "n", "mean", "std")}
-
-        found = {format_params(c.params): c for c in self.comparisons}
-        tied = [point(s) | {"p_value": found[format_params(s.params)].p_value,
-                            "difference": found[format_params(s.params)].difference}
-                for s in self.indistinguishable]
-        return {"best": point(self.best) if self.best is not None else None,
-                "indistinguishable": tied, "test": _test_name(self.alpha), "alpha": self.alpha,
-                "replicates": self.replicates, "replicates_needed": self.replicates_needed,
-                "marginals": [dataclasses.asdict(marginal) for marginal in self.marginals],
-                "lines": list(self.lines)}
-
-
-def _test_name(alpha: float) -> str:
-    return TEST_NAME if alpha == ALPHA else TEST_NAME.replace("5 %", f"{alpha * 100:g} %")
-
-
-def verdict(summaries: Sequence[PointSummary], alpha: float = ALPHA) -> Verdict:
-    """The best point by mean validation accuracy, tested against every other point."""
-    if not 0 < alpha < 1:
-        raise ValueError(f"alpha must lie strictly between 0 and 1, got {alpha!r}")
-    completed = [summary for summary in summaries if summary.n > 0]
-    if not completed:
-        return Verdict(None, [], [], [], 0, None, ["no completed trials yet: nothing to rank",
-                                                   _TEST_LINE], alpha)
-    replicates = max(summary.n for summary in completed)
-    ranked = sorted(completed, key=lambda summary: -summary.mean)  # stable: first of equals
-    best = ranked[0]
-    others = [summary for summary in completed if summary is not best]
-    comparisons = [_compare(best.validation, other.validation, other.params, alpha)
-                   for other in others]
-    tied = [(other, comparison) for other, comparison in zip(others, comparisons, strict=True)
-            if replicates > 1 and not comparison.distinguishable]
-    names = dict.fromkeys(name for summary in completed for name in summary.params)
-    marginals = [marginal for name in names
-                 if (marginal := _marginal(name, completed, alpha, replicates)) is not None]
-    needed, needed_line = None, None
-    if len(ranked) > 1:
-        runner_up = comparisons[next(i for i, s in enumerate(others) if s is ranked[1])]
-        if not runner_up.distinguishable and runner_up.shared >= 2:
-            needed, needed_line = _replicates_needed(best, ranked[1], alpha)
-    lines = [_best_line(best), _noise_line(tied, bool(comparisons), replicates, alpha)]
-    lines += [marginal.sentence for marginal in marginals]
-    lines += [needed_line] if needed_line else []
-    return Verdict(best, comparisons, [other for other, _ in tied], marginals, replicates, needed,
-                   lines + [_TEST_LINE], alpha)
-
-
-def _best_line(best: PointSummary) -> str:
-    spread = f" ± {best.std:.4f} (std, n={best.n})" if best.std is not None else f" (n={best.n})"
-    return f"best: {format_params(best.params)} mean validation accuracy {best.mean:.4f}{spread}"
-
-
-def _noise_line(tied: list[tuple[PointSummary, Comparison]], compared: bool, replicates: int,
-                alpha: float) -> str:
-    if replicates <= 1:
-        return _NO_NOISE
-    if not compared:
-        return "no other point has completed trials to compare it with"
-    if not tied:
-        return f"no other point is within noise of it ({_test_name(alpha)})"
-    described = [format_params(other.params) + (f" (p={c.p_value:.2f})" if c.p_value is not None
-                 else " (too few shared replicates to test)") for other, c in tied]
-    return f"within noise of it ({_test_name(alpha)}): " + "; ".join(described)

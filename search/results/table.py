@@ -1,7 +1,7 @@
 """A study's results, read from storage alone: one row per grid point, the verdict, exports.
 
 Each grid point's row aggregates its replicates (mean, sample std, 95 % interval of the
-validation accuracy, mean test accuracy); the verdict (``search.results.statistics``) says
+validation accuracy, mean test accuracy); the verdict (``search.results.verdict``) says
 which points cannot be told from the best. Per-trial rows stay available for the CSV.
 Nothing is retrained: every number comes from what the trials stored.
 """
@@ -18,7 +18,8 @@ import optuna
 
 from search.errors import SearchError
 from search.results import statistics
-from search.results.statistics import PointSummary, Verdict, format_params, format_value
+from search.results.statistics import PointSummary, format_params, format_value
+from search.results.verdict import Verdict, judge
 from search.study import points
 
 # A point's state, from its units': the first of these that any unit is in.
@@ -60,7 +61,7 @@ def point_results(statuses: list[points.UnitStatus]) -> list[statistics.PointRes
 
 
 def verdict_of(study: optuna.Study) -> Verdict:
-    return statistics.verdict(statistics.summarise(point_results(unit_rows(study))))
+    return judge(statistics.summarise(point_results(unit_rows(study))))
 
 
 def point_rows(study: optuna.Study) -> tuple[list[PointRow], Verdict]:
@@ -71,7 +72,7 @@ def point_rows(study: optuna.Study) -> tuple[list[PointRow], Verdict]:
     for status in statuses:
         states.setdefault(points.canonical(status.unit.params), []).append(status.state(limit))
     summaries = statistics.summarise(point_results(statuses))
-    verdict = statistics.verdict(summaries)
+    verdict = judge(summaries)
     tied = {points.canonical(s.params) for s in verdict.indistinguishable}
     best = points.canonical(verdict.best.params) if verdict.best else None
     rows = []

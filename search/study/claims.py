@@ -26,7 +26,7 @@ import sqlalchemy
 from optuna.trial import FrozenTrial, TrialState
 
 from search.study import points
-from search.study import storage as storage_access  # a cycle: storage holds a ClaimTable
+from search.study.optuna_internals import stale_trial_ids, study_id, trial_id
 
 if TYPE_CHECKING:
     from search.study.storage import Storage
@@ -140,14 +140,14 @@ def fail_dead_trials(study: optuna.Study, storage: Storage) -> list[int]:
     A worker on this machine is dead when its process is; one elsewhere when its heartbeat
     is older than the grace period. So a rerun on one machine recovers at once.
     """
-    stale = storage_access.stale_trial_ids(storage, study)
+    stale = stale_trial_ids(storage, study)
     recovered = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         owner = trial.system_attrs.get(points.OWNER)
         alive = is_alive(owner) if owner else None
-        if alive is False or (alive is None and storage_access.trial_id(trial) in stale):
+        if alive is False or (alive is None and trial_id(trial) in stale):
             how = "its process is gone" if alive is False else "its heartbeat stopped"
-            if mark_failed(storage, storage_access.trial_id(trial), f"worker died: {how}"):
+            if mark_failed(storage, trial_id(trial), f"worker died: {how}"):
                 recovered.append(trial.number)
     return recovered
 
@@ -168,7 +168,7 @@ def claim_next(study: optuna.Study, storage: Storage,
     fail_dead_trials(study, storage)
     trials = study.get_trials(deepcopy=False)
     latest: dict[int, Claim] = {}
-    for claim in storage.claims.all(storage_access.study_id(study)):
+    for claim in storage.claims.all(study_id(study)):
         if claim.unit not in latest or claim.attempt > latest[claim.unit].attempt:
             latest[claim.unit] = claim
     limit = points.max_attempts(study)
@@ -180,12 +180,12 @@ def claim_next(study: optuna.Study, storage: Storage,
         if claim is not None and _in_flight(claim, trials):
             continue
         attempt = claim.attempt + 1 if claim is not None else 0
-        if storage.claims.try_claim(storage_access.study_id(study), unit.id, attempt, owner):
+        if storage.claims.try_claim(study_id(study), unit.id, attempt, owner):
             return unit, attempt
     return None
 
 
 def still_latest(study: optuna.Study, storage: Storage, unit: int, attempt: int) -> bool:
     """After creating its trial, a worker checks nobody took the unit over meanwhile."""
-    claims = storage.claims.all(storage_access.study_id(study))
+    claims = storage.claims.all(study_id(study))
     return all(claim.attempt <= attempt for claim in claims if claim.unit == unit)

@@ -3,9 +3,7 @@
 ``open_storage`` opens it for a run (creating tables); ``open_for_reading`` opens it for the
 report and the dashboard (creating nothing). Every way the storage can be wrong (a bad URL,
 a missing driver, a file that is not a database, a read-only or locked file, an unreachable
-server) becomes one SearchError line, raised before anything is written. The private Optuna
-attributes the project needs are reached through the accessors at the end of this module
-only.
+server) becomes one SearchError line, raised before anything is written.
 """
 
 from __future__ import annotations
@@ -21,10 +19,9 @@ from pathlib import Path
 
 import optuna
 import sqlalchemy
-from optuna.trial import FrozenTrial
 
 from search.errors import SearchError
-from search.study import claims as claim_table  # a cycle: claims reads trial ids here
+from search.study import claims as claim_table
 
 # SQLite serialises writers; a writer waits this long for the lock rather than failing
 # with "database is locked" while another worker commits.
@@ -209,41 +206,3 @@ def load_for_reading(url: str, name: str) -> optuna.Study:
     storage = open_for_reading(url, name)
     with storage_errors(url):
         return optuna.load_study(study_name=name, storage=storage)
-
-
-# --- Optuna's private state, used here and nowhere else ---------------------------------------
-# Optuna exposes no public way to reach these. Each accessor says what breaks if a release
-# renames the attribute; tests/test_points.py and tests/test_workers.py exercise every one.
-
-
-def study_id(study: optuna.Study) -> int:
-    """The study's row id: claims are keyed by it. (``Study._study_id``; a rename breaks
-    claiming, and every run would fail at once with AttributeError.)"""
-    return study._study_id
-
-
-def trial_id(trial: optuna.Trial | FrozenTrial) -> int:
-    """The trial's row id, which storage calls take. (``_trial_id``; same failure mode.)"""
-    return trial._trial_id
-
-
-def stale_trial_ids(storage: Storage, study: optuna.Study) -> set[int]:
-    """RUNNING trials whose heartbeat is older than the grace period.
-
-    (``RDBStorage._get_stale_trial_ids``: Optuna's own ``fail_stale_trials`` would also FAIL
-    them, but it cannot tell a live local worker from a dead one by its process; if the
-    method goes, foreign workers' dead trials are no longer recovered and a test fails.)
-    """
-    return set(storage.optuna._get_stale_trial_ids(study_id(study)))
-
-
-def create_running_trial(storage: Storage, study: optuna.Study,
-                         template: FrozenTrial) -> optuna.Trial:
-    """A RUNNING trial made from ``template`` (params, attributes and start time set).
-
-    ``Study.ask`` would let the sampler choose the point; here the claim has chosen it.
-    (``RDBStorage.create_new_trial(template_trial=)`` is public; ``Trial(study, id)`` is
-    documented as internal but stable since Optuna 1.x.)
-    """
-    new_id = storage.optuna.create_new_trial(study_id(study), template_trial=template)
-    return optuna.Trial(study, new_id)

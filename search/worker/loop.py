@@ -25,7 +25,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from search.errors import SearchError
 from search.study import claims, points
-from search.study.storage import Storage, create_running_trial, trial_id
+from search.study.optuna_internals import create_running_trial, trial_id
+from search.study.storage import Storage
 
 logger = logging.getLogger(__name__)
 
