@@ -17,7 +17,7 @@ import pytest
 import sqlalchemy
 
 from search import definition as definitions
-from search.results import figures, statistics
+from search.results import figures, grid_figure, statistics
 from search.results.table import PointRow
 from search.study import lifecycle, points
 from search.study.storage import open_storage
@@ -142,7 +142,7 @@ def test_three_varying_hyperparameters_get_one_bar_per_point(tmp_path: Path) -> 
                        for index, params in enumerate(grid[:-2])]
                       + [(grid[-2], [0.96]), (grid[-1], [])])  # one replicate done; none
     rows[0].best, rows[1].tied_with_best = True, True
-    height, width = image_size(figures.plot_heatmap("three", space, rows, tmp_path / "h.png"))
+    height, width = image_size(grid_figure.plot_heatmap("three", space, rows, tmp_path / "h.png"))
     assert height > width  # 27 bars stacked; a grid of cells would be wide
 
 
@@ -157,7 +157,7 @@ def test_three_varying_hyperparameters_get_one_bar_per_point(tmp_path: Path) -> 
 ])
 def test_the_grid_puts_more_values_across_and_the_first_name_down(
         space: dict, expected: list[str] | None) -> None:
-    assert figures._grid_names(space) == expected
+    assert grid_figure._grid_names(space) == expected
 
 
 def test_replicate_curves_need_a_trial(tmp_path: Path) -> None:

@@ -16,20 +16,15 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from search import definition
+from search import definition, knobs
 from search.errors import SearchError
 from search.results import table
 from search.study import lifecycle, points
 from search.study.storage import open_storage
 from search.training.checkpoints import CheckpointStore
 from search.training.compiled import CompiledTraining
-from search.training.copies import (
-    Copy,
-    architecture_of,
-    dropout_seeds,
-    epoch_order,
-    seed_states,
-)
+from search.training.copies import Copy, architecture_of, epoch_order
+from search.training.dropout import dropout_seeds, seed_states
 from search.training.model import OPTIMIZERS, build_model
 from search.worker import loop
 
@@ -146,7 +141,7 @@ def test_hidden_units_travel_as_labels_and_build_as_lists() -> None:
     assert [point["hidden_units"] for point in loaded.grid] == ["128-64", "512"] * 2
     arguments = loaded.model_arguments(loaded.grid[1])
     assert arguments["hidden_units"] == [512] and arguments["dropout"] == 0.2
-    assert definition.layer_sizes(definition.units_label([256, 128, 10])) == [256, 128, 10]
+    assert knobs.layer_sizes(knobs.units_label([256, 128, 10])) == [256, 128, 10]
 
 
 # --- the budget ----------------------------------------------------------------------------
@@ -264,12 +259,12 @@ def test_build_model_refuses_bad_values() -> None:
 
 
 def test_the_definitions_names_are_the_ones_keras_and_the_model_know() -> None:
-    assert definition.OPTIMIZERS == tuple(OPTIMIZERS)
-    for name in definition.ACTIVATIONS:
+    assert knobs.OPTIMIZERS == tuple(OPTIMIZERS)
+    for name in knobs.ACTIVATIONS:
         assert callable(keras.activations.get(name))
 
 
-@pytest.mark.parametrize("optimizer", definition.OPTIMIZERS)
+@pytest.mark.parametrize("optimizer", knobs.OPTIMIZERS)
 def test_the_learning_rate_is_a_copied_variable_not_part_of_the_compiled_shape(
         optimizer: str) -> None:
     slow, fast = (build_model([8], rate, optimizer=optimizer) for rate in (0.001, 0.1))
@@ -287,7 +282,7 @@ def test_every_knob_changes_the_compiled_shape() -> None:
 
 
 def test_the_compiled_copy_draws_dropout_masks_with_threefry() -> None:
-    # Keras's own dropout under XLA on a CPU made an epoch 11 times slower (see copies.py);
+    # Keras's own dropout under XLA on a CPU made an epoch 11 times slower (see dropout.py);
     # the trial's model keeps Keras's layer, so its saved file needs nothing of ours.
     model = build_model([8, 8], 0.001, dropout=0.5)
     def dropouts(layers: list) -> list[str]:

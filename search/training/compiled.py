@@ -37,10 +37,10 @@ from search.training.copies import (
     Evaluator,
     Trainer,
     architecture_of,
-    dropout_seeds,
     epoch_order,
     evaluation_chunks,
 )
+from search.training.dropout import dropout_seeds
 
 logger = logging.getLogger(__name__)
 

@@ -5,18 +5,12 @@ functions; ``search.training.compiled`` decides which trials share which copy. T
 match ``model.fit`` step for step: same loss, same optimizer, same batches, with the last,
 short batch of an epoch handled by zero weights rather than a second compiled shape.
 
-Dropout masks come from the copy's own seed generators, which every epoch starts from a
-state drawn from the trial's seed and the epoch number (``dropout_seeds``), as the batch
-order does: masks never depend on which trials used the copy before, and a trial resumed
-at epoch k draws the masks an uninterrupted one would. The trial's own model's generators
-are not used (nor checkpointed), and the copy draws its masks with another algorithm
-(``_CopyDropout``), so they differ from those ``model.fit`` would draw, not in law.
+How a copy draws its dropout masks, and from which seeds: ``search.training.dropout``.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import math
 import threading
 from typing import Any
@@ -25,7 +19,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-logger = logging.getLogger(__name__)
+from search.training.dropout import clone_layer, dropout_seeds, seed_states
 
 # Validation and test sets are evaluated in chunks of this many: one compiled shape for
 # every set. 2,000 rather than 1,000 saves a third of the validation time (fewer calls).
@@ -43,23 +37,6 @@ def epoch_order(seed: int, epoch: int, size: int) -> np.ndarray:
     exactly the batches an uninterrupted run would have seen.
     """
     return np.random.default_rng([seed, epoch]).permutation(size).astype(np.int32)
-
-
-def dropout_seeds(seed: int, epoch: int, count: int) -> np.ndarray:
-    """The starting state of each of ``count`` dropout seed generators in one epoch.
-
-    Like ``epoch_order`` it depends on the seed and the epoch alone (a stream of its own).
-    Keras's TensorFlow backend keeps a generator's state as int64 [seed, counter].
-    """
-    seeds = np.random.default_rng([seed, epoch, 1]).integers(0, 2**31 - 1, count)
-    return np.stack([seeds, np.zeros(count, np.int64)], axis=1).astype(np.int64)
-
-
-def seed_states(model: keras.Model) -> list[tf.Variable]:
-    """The state variables of ``model``'s seed generators (its dropout layers'), in order:
-    what ``model.variables`` holds beyond ``model.weights``."""
-    weights = {id(variable) for variable in model.weights}
-    return [variable.value for variable in model.variables if id(variable) not in weights]
 
 
 def _batches(order: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -97,31 +74,6 @@ def evaluation_chunks(images: np.ndarray, labels: np.ndarray) -> list[tuple[tf.T
     return result
 
 
-class _CopyDropout(keras.layers.Dropout):
-    """Keras's Dropout, drawing its masks with ThreeFry: for the compiled copies only.
-
-    Keras asks TensorFlow for its default algorithm, which XLA on a CPU ran about 250 times
-    slower than ThreeFry here: a 128-64 epoch at batch 32 took 6.9 s with dropout instead
-    of 0.6 s without. Same law (keep with probability 1 - rate, scale by 1 / (1 - rate)),
-    other random numbers. The trial's own model, which is checkpointed and saved, keeps
-    Keras's layer.
-    """
-
-    def call(self, inputs: tf.Tensor, training: bool = False) -> tf.Tensor:
-        if not training or self.rate == 0:
-            return inputs
-        # The generator's state is int64; TensorFlow's stateless ops take int32 under XLA.
-        seed = tf.cast(tf.math.floormod(self.seed_generator.next(), 2**31 - 1), tf.int32)
-        return tf.nn.experimental.stateless_dropout(inputs, rate=self.rate, seed=seed,
-                                                    rng_alg="threefry")
-
-
-def _clone_layer(layer: keras.layers.Layer) -> keras.layers.Layer:
-    if type(layer) is keras.layers.Dropout and layer.noise_shape is None:
-        return _CopyDropout.from_config(layer.get_config())
-    return layer.__class__.from_config(layer.get_config())
-
-
 @tf.function(autograph=False)
 def _assign_all(sources: list[tf.Variable], targets: list[tf.Variable]) -> None:
     # One call for all variables: 1 ms, where one eager assign each took 5 ms.
@@ -133,7 +85,7 @@ class Copy:
     """A private copy of a model and its optimizer; subclasses add compiled functions."""
 
     def __init__(self, model: keras.Model) -> None:
-        self.model = keras.models.clone_model(model, clone_function=_clone_layer)
+        self.model = keras.models.clone_model(model, clone_function=clone_layer)
         self.optimizer = type(model.optimizer).from_config(model.optimizer.get_config())
         self.optimizer.build(self.model.trainable_variables)
         # Held while a trial uses the copy and while compile_ahead compiles it, so the two
@@ -245,5 +197,3 @@ def architecture_of(model: keras.Model) -> str:
         del settings["learning_rate"]
     return json.dumps(_without_names([model.get_config(), type(model.optimizer).__name__,
                                       settings]), sort_keys=True, default=repr)
-
-

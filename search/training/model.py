@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import keras
 
-# Keras's defaults besides the learning rate (search.definition.OPTIMIZERS names them).
+# Keras's defaults besides the learning rate (search.knobs.OPTIMIZERS names them).
 OPTIMIZERS = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD,
               "rmsprop": keras.optimizers.RMSprop}
 

@@ -1,0 +1,97 @@
+"""The MLP's knobs: the names Keras and the model know, the seed's values, and what each
+searched ([search_space]) or fixed ([training]) value of a study definition must be.
+
+``search.definition`` checks a definition's values here, and ``units_label`` and
+``layer_sizes`` turn a list of layer sizes into the string Optuna stores and back. Nothing
+here imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from search.errors import SearchError
+
+# Names Keras resolves (keras.activations.get) and optimizers search.training.model builds;
+# spelled out here so that reading a definition never imports TensorFlow.
+ACTIVATIONS = ("relu", "gelu", "tanh", "sigmoid", "elu", "selu", "silu", "swish", "leaky_relu",
+               "relu6", "mish", "softplus", "softsign")
+OPTIMIZERS = ("adam", "sgd", "rmsprop")
+# The seed's MLP. A knob is searched ([search_space]) or fixed ([training]), never both.
+SEED_MODEL: dict[str, Any] = {"hidden_units": [128, 64], "activation": "relu",
+                              "dropout": 0.0, "optimizer": "adam"}
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _layer_sizes(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(map(_positive_int, value))
+
+
+# What a value of each parameter must be: (check, "must ..." for one value, for a list).
+_PARAMETERS: dict[str, tuple[Callable[[Any], bool], str, str]] = {
+    "learning_rate": (lambda v: _number(v) and 0 < v < 1, "lie in (0, 1)", "lie in (0, 1)"),
+    "batch_size": (_positive_int, "be a positive integer", "be positive integers"),
+    "hidden_units": (_layer_sizes, "be a non-empty list of positive integers",
+                     "be non-empty lists of positive integers (like [[128, 64], [512]])"),
+    "dropout": (lambda v: _number(v) and 0 <= v < 1, "lie in [0, 1)", "lie in [0, 1)"),
+    "activation": (lambda v: v in ACTIVATIONS, f"be one of {', '.join(ACTIVATIONS)}",
+                   f"each be one of {', '.join(ACTIVATIONS)}"),
+    "optimizer": (lambda v: v in OPTIMIZERS, f"be one of {', '.join(OPTIMIZERS)}",
+                  f"each be one of {', '.join(OPTIMIZERS)}"),
+}
+
+
+def units_label(hidden_units: Sequence[int]) -> str:
+    """A hidden_units choice as Optuna stores it and reports show it: ``128-64``.
+
+    Optuna's categorical choices must be None, bool, int, float or str, so a list of layer
+    sizes travels through the grid, the trials and the storage as this string.
+    """
+    return "-".join(str(units) for units in hidden_units)
+
+
+def layer_sizes(label: str) -> list[int]:
+    """The layer sizes of a ``units_label``: ``"128-64"`` -> ``[128, 64]``."""
+    return [int(units) for units in label.split("-")]
+
+
+def searched_values(source: str, key: str, values: Any) -> list[Any]:
+    """A [search_space] list checked, as Optuna will hold it (see ``units_label``)."""
+    if key not in _PARAMETERS:  # the model would silently ignore it
+        raise SearchError(f"{source}: {'search_space.' + key!r} is not a parameter of this "
+                          f"model; it takes {', '.join(_PARAMETERS)}")
+    if not isinstance(values, list) or not values:
+        raise SearchError(f"{source}: 'search_space.{key}' must be a non-empty list")
+    check, _, many = _PARAMETERS[key]
+    wrong = [value for value in values if not check(value)]
+    if wrong:
+        raise SearchError(f"{source}: 'search_space.{key}' values must {many}, not "
+                          f"{wrong[0]!r}")
+    if key == "hidden_units":
+        values = [units_label(value) for value in values]
+    elif key == "dropout":
+        values = [float(value) for value in values]
+    if len(set(values)) != len(values):
+        raise SearchError(f"{source}: 'search_space.{key}' repeats a value")
+    return values
+
+
+def check_fixed_values(source: str, space: dict[str, list[Any]], training: dict[str, Any],
+                       fields: dict[str, Any]) -> None:
+    """Each knob of the seed's model searched or fixed, not both, and its fixed value (from
+    ``training``, else the seed's) one the model takes."""
+    for key in SEED_MODEL:
+        if key in space and key in training:
+            raise SearchError(f"{source}: 'search_space.{key}' and 'training.{key}' both set "
+                              f"{key}; keep one (searched or fixed)")
+        check, one, _ = _PARAMETERS[key]
+        if not check(fields[key]):
+            raise SearchError(f"{source}: 'training.{key}' must {one}, not {fields[key]!r}")
