@@ -8,18 +8,33 @@ From the command line: ``python -m search.run --study mnist`` (see README.md). F
     search.write_figures(result.study, "reports/mnist-quick")
 """
 
-from search.api import StudyResult, run_study
-from search.definition import StudyDefinition, load
-from search.errors import SearchError
-from search.options import RunOptions
-from search.results.export import ExportedModel, export_best_model
-from search.results.figures import write_all as write_figures
-from search.results.table import point_rows, summary, to_json, verdict_of
-from search.study.storage import load_for_reading as load_study
-from search.worker.loop import Interrupted
+import importlib
+from typing import Any
 
-__all__ = [
-    "ExportedModel", "Interrupted", "RunOptions", "SearchError", "StudyDefinition",
-    "StudyResult", "export_best_model", "load", "load_study", "point_rows", "run_study",
-    "summary", "to_json", "verdict_of", "write_figures",
-]
+# Each public name and the module that holds it. They load on first use, so that a command
+# (or a worker process) imports only what it needs: SciPy and matplotlib alone take a second.
+_PUBLIC = {
+    "ExportedModel": "search.results.export",
+    "Interrupted": "search.worker.loop",
+    "RunOptions": "search.options",
+    "SearchError": "search.errors",
+    "StudyDefinition": "search.definition",
+    "StudyResult": "search.api",
+    "export_best_model": "search.results.export",
+    "load": "search.definition",
+    "load_study": "search.study.storage:load_for_reading",
+    "point_rows": "search.results.table",
+    "run_study": "search.api",
+    "summary": "search.results.table",
+    "to_json": "search.results.table",
+    "verdict_of": "search.results.table",
+    "write_figures": "search.results.figures:write_all",
+}
+__all__ = sorted(_PUBLIC)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _PUBLIC:
+        raise AttributeError(f"module 'search' has no attribute {name!r}")
+    module, _, attribute = _PUBLIC[name].partition(":")
+    return getattr(importlib.import_module(module), attribute or name)

@@ -24,7 +24,6 @@ import optuna
 from search import definition as definitions
 from search.errors import SearchError
 from search.options import RunOptions, make_options
-from search.results import table
 from search.study import lifecycle, points
 from search.study.storage import Storage, open_storage, storage_errors
 from search.training.checkpoints import CheckpointStore
@@ -32,6 +31,7 @@ from search.worker.loop import Interrupted
 
 if TYPE_CHECKING:
     from search.results.export import ExportedModel
+    from search.results.statistics import PointSummary
 
 
 @dataclasses.dataclass
@@ -62,8 +62,10 @@ class StudyResult:
         return self.study.get_trials()
 
     @property
-    def best(self) -> table.PointSummary | None:
+    def best(self) -> PointSummary | None:
         """The verdict's best grid point (by mean validation accuracy), if any completed."""
+        from search.results import table  # SciPy loads only when a verdict is asked for
+
         return table.verdict_of(self.study).best
 
     @property

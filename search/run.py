@@ -10,7 +10,6 @@ import argparse
 import sys
 
 from search import api, cli, definition, options
-from search.results import table
 
 
 def _workers(text: str) -> int | str:
@@ -60,6 +59,8 @@ def run(args: argparse.Namespace) -> int:
         threads=args.threads, epochs=args.epochs, quick=args.quick, repeats=args.repeats,
         fresh=args.fresh, retry_failed=args.retry_failed)
     result = api.run(run_options)
+    from search.results import table  # after the run: SciPy need not delay the workers
+
     print(table.summary(result.study))
     if result.worker_failures:
         print("; ".join(result.worker_failures), file=sys.stderr)

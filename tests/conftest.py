@@ -54,6 +54,16 @@ def _no_leftover_runs():
     stop_leftover_runs()
 
 
+@pytest.fixture
+def storage(tmp_path: Path):
+    """A new SQLite storage opened as a run opens it, for studies built in the test."""
+    from search.study.storage import open_storage
+
+    opened = open_storage(f"sqlite:///{tmp_path}/grid.db")
+    yield opened
+    opened.optuna.engine.dispose()
+
+
 @pytest.fixture(scope="session")
 def mnist_dir() -> Path:
     if not (MNIST_DIR / "train-images-idx3-ubyte.gz").exists():

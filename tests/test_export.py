@@ -75,13 +75,6 @@ class Scores:
         pass
 
 
-@pytest.fixture
-def storage(tmp_path: Path):
-    opened = open_storage(f"sqlite:///{tmp_path}/grid.db")
-    yield opened
-    opened.optuna.engine.dispose()
-
-
 def run(storage, root: Path | None) -> optuna.Study:
     study = lifecycle.open_study(storage, definition.parse(GRID_TOML, "grid", "grid.toml"))
     hook = artifacts.TrialArtifacts(root) if root is not None else None

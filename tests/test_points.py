@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import datetime
 import os
-from pathlib import Path
+import signal
+import time
 
 import optuna
 import pytest
@@ -19,7 +20,6 @@ from search.errors import SearchError
 from search.results import table
 from search.study import claims, lifecycle, points
 from search.study.optuna_internals import study_id, trial_id
-from search.study.storage import open_storage
 from search.worker import loop
 
 GRID_TOML = """\
@@ -62,13 +62,6 @@ class Scores:
 
     def forget(self, unit: points.Unit) -> None:
         pass
-
-
-@pytest.fixture
-def storage(tmp_path: Path):
-    opened = open_storage(f"sqlite:///{tmp_path}/grid.db")
-    yield opened
-    opened.optuna.engine.dispose()
 
 
 def run(storage, grid_definition, objective=None, **kwargs) -> optuna.Study:
@@ -235,3 +228,14 @@ def test_replicate_seeds_are_shared_by_points_and_differ_between_replicates() ->
     assert seeds[0] == grid_definition.seed
     assert len(set(seeds)) == 4
     assert seeds == [make_definition().seed_for(replicate) for replicate in range(4)]
+
+
+def test_ctrl_c_during_the_outcome_write_waits_for_the_write_then_stops() -> None:
+    written = []
+    with pytest.raises(KeyboardInterrupt):
+        with loop._no_interrupts():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)  # the handler runs here, in the middle of the "write"
+            written.append("outcome")
+    assert written == ["outcome"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

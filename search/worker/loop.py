@@ -88,15 +88,19 @@ def _in_main_thread() -> bool:
 
 @contextlib.contextmanager
 def _no_interrupts() -> Iterator[None]:
-    """Hold off Ctrl-C while a trial's outcome is written, so a second one can't split it."""
+    """Hold Ctrl-C back while a trial's outcome is written, so it cannot split the write;
+    one that came meanwhile is raised once the write is done, not lost."""
     if not _in_main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    received: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
     try:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
+    if received:
+        raise KeyboardInterrupt
 
 
 def ignore_further_interrupts() -> None:
