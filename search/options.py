@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import time
 from pathlib import Path
 
 from search import definition
@@ -46,16 +47,29 @@ class RunOptions:
         return cls(**fields)
 
 
-def auto_workers() -> int:
+def _cpu_times() -> tuple[int, int]:
+    """(idle, total) clock ticks of every CPU since boot, from /proc/stat."""
+    values = [int(field) for field in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return values[3] + values[4], sum(values[:8])  # idle + iowait; user .. steal
+
+
+def auto_workers(sample_seconds: float = 0.3) -> int:
     """Worker processes for ``--workers auto``: one per core that other programs leave idle.
 
-    One worker trains on one core; a second worker on a free second core finishes a
-    27-trial study well ahead of one, but on a core another program keeps busy it only
-    fights that program (and loses the compile-ahead the spare core gives one worker).
+    One worker trains on one core; a second worker on a free second core finishes a study
+    well ahead of one, but on a core another program keeps busy it only fights that program
+    (and takes from one worker the spare core it compiles ahead on). Idleness is measured
+    now, over a moment: the load average trails a program that has just ended by minutes.
     """
     cores = len(os.sched_getaffinity(0))
-    busy = os.getloadavg()[0]  # runnable processes, averaged over the last minute
-    return max(1, min(cores, round(cores - busy)))
+    try:
+        idle_before, total_before = _cpu_times()
+        time.sleep(sample_seconds)
+        idle_after, total_after = _cpu_times()
+        idle = cores * (idle_after - idle_before) / max(1, total_after - total_before)
+    except (OSError, ValueError, IndexError):  # no /proc: fall back to the load average
+        idle = cores - os.getloadavg()[0]
+    return max(1, min(cores, round(idle)))
 
 
 def _positive(name: str, value: int | None) -> None:

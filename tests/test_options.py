@@ -3,6 +3,10 @@ settings (which travel as JSON, never on a command line)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -96,3 +100,14 @@ def test_run_main_reports_a_bad_value_in_one_line(capsys, tmp_path: Path) -> Non
     assert code == 1
     assert capsys.readouterr().err.strip() == "error: --workers must be positive, not 0"
     assert not (tmp_path / "tiny.db").exists()
+
+
+def test_auto_workers_leave_a_busy_core_to_the_program_that_keeps_it_busy() -> None:
+    cores = len(os.sched_getaffinity(0))
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)  # let it start spinning
+        assert 1 <= options.auto_workers() <= max(1, cores - 1)
+    finally:
+        busy.kill()
+        busy.wait()
