@@ -7,7 +7,7 @@ In one run, one after the other on the same machine:
 1. the rate TensorFlow reaches on a large matrix product here (all cores), and the floor it
    implies for the study's arithmetic (forward and backward passes of every trial);
 2. the service: ``python -m search.run --study NAME`` with its defaults, in a subprocess, on
-   a fresh SQLite file: wall time from start to final table, peak memory of the whole
+   a fresh SQLite file: wall time from start to final table, peak memory (PSS) of the whole
    process tree (sampled), and where the time went (from what the trials stored);
 3. the plain loop: ``model.fit`` on numpy arrays with ``validation_data``, as tutorials and
    the Optuna examples train, with TensorFlow's default threads, on replicate 0 of every
@@ -29,6 +29,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 from scripts import bench_parts  # noqa: E402
 from search import cli, data, definition  # noqa: E402
 from search.errors import SearchError  # noqa: E402
+from search.worker import process  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -71,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(args: argparse.Namespace) -> int:
     cli.setup_logging(verbose=False)
+    process.import_tensorflow_quietly()
     measured, text = bench_definition(args)
     print(f"machine: {bench_parts.machine()}", flush=True)
     rate = bench_parts.gemm_rate()
@@ -85,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
         service = bench_parts.run_service(measured, text, Path(folder), args.workers,
                                           args.data_dir)
     print(f"service: {service.seconds:.1f} s wall, peak memory {service.peak_mb:.0f} MB "
-          f"(whole process tree), {service.trials} trials", flush=True)
+          f"(all its processes, PSS), {service.trials} trials", flush=True)
     print(bench_parts.profile_table(service), flush=True)
     if args.skip_plain:
         return 0
@@ -100,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"| speed-up | {scaled / service.seconds:.1f}x |")
     print(f"| arithmetic floor ({rate / 1e9:.0f} GFLOP/s) | {flops / rate:.1f} s |")
     print(f"| service / floor | {service.seconds / (flops / rate):.2f}x |")
-    print(f"| peak memory (service, all processes) | {service.peak_mb:.0f} MB |")
+    print(f"| peak memory (service, all processes, PSS) | {service.peak_mb:.0f} MB |")
     print()
     print("| point | plain val acc (replicate 0) | service mean val acc | service std |")
     print("|---|---:|---:|---:|")

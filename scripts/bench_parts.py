@@ -76,16 +76,25 @@ def set_training_key(text: str, key: str, value: int) -> str:
     return text.replace("[training]\n", f"[training]\n{line}\n")
 
 
+def _proportional_kb(process: Path) -> int:
+    """The process's proportional set size (PSS): its resident memory, each page shared with
+    other processes (TensorFlow's libraries, in every worker) divided among them."""
+    for line in (process / "smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1])
+    return 0
+
+
 def _tree_rss_mb(root: int) -> float:
-    """Resident memory of ``root`` and every process below it, in MB."""
+    """Physical memory of ``root`` and every process below it (sum of PSS), in MB."""
     parents, rss = {}, {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
                 fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
                 parents[int(entry.name)] = int(fields[1])
-                rss[int(entry.name)] = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
-            except (OSError, IndexError):
+                rss[int(entry.name)] = _proportional_kb(entry) * 1024
+            except (OSError, IndexError, ValueError):
                 continue
     tree, grew = {root}, True
     while grew:

@@ -155,6 +155,7 @@ def run(options: RunOptions) -> StudyResult:
     elif options.workers > 1:
         from search.worker import pool
 
+        del raw  # the workers read the data themselves; this process only watches
         interrupted, failures = pool.run_pool(options, study)
         if interrupted:
             raise Interrupted(None, None, 0)

@@ -173,3 +173,10 @@ def test_a_file_where_the_folder_should_be_is_named(tmp_path: Path) -> None:
     (tmp_path / "mnist.zip").write_bytes(b"PK")
     with pytest.raises(SearchError, match="no such folder"):
         data.load_raw(tmp_path / "mnist.zip")
+
+
+def test_images_stay_bytes_and_scale_exactly_as_dividing_by_255(mnist_raw):
+    split = data.split(mnist_raw, validation_size=200, seed=0, train_size=300)
+    assert split.train_images.dtype == np.uint8 and split.train_images.shape == (300, 28, 28)
+    divided = split.train_images.astype(np.float32) / np.float32(255.0)
+    np.testing.assert_array_equal(split.x_train, divided)  # bit for bit, not approximately

@@ -314,7 +314,7 @@ def _fit(compiled: CompiledTraining, data, seed: int, epochs: int, model: keras.
          initial_epoch: int = 0) -> float:
     loop = compiled.fit(model, data, batch_size=64, epochs=epochs, seed=seed,
                         initial_epoch=initial_epoch)
-    return loop.evaluate(data.x_valid, data.y_valid)[1]
+    return loop.evaluate(data.valid_images, data.y_valid)[1]
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ import keras
 import numpy as np
 import pytest
 
+from search import data
 from search.training.checkpoints import CheckpointStore
 from search.training.compiled import CompiledLoop, CompiledTraining
 from search.training.copies import EVALUATION_CHUNK
@@ -129,9 +130,9 @@ def test_a_trial_started_while_compiling_ahead_matches_one_without(slice_data, c
 def test_evaluate_covers_a_set_that_is_not_a_whole_number_of_chunks(slice_data, compiled):
     model = _model(seed=0)
     size = EVALUATION_CHUNK + 17  # one whole chunk and one padded
-    images = np.concatenate([slice_data.x_train, slice_data.x_valid])[:size]
+    images = np.concatenate([slice_data.train_images, slice_data.valid_images])[:size]
     labels = np.concatenate([slice_data.y_train, slice_data.y_valid])[:size]
     loss, accuracy = CompiledLoop(model, compiled).evaluate(images, labels)
-    expected_loss, expected_accuracy = model.evaluate(images, labels, verbose=0)
+    expected_loss, expected_accuracy = model.evaluate(data.scale(images), labels, verbose=0)
     assert loss == pytest.approx(expected_loss, rel=1e-5)
     assert accuracy == pytest.approx(expected_accuracy, abs=1e-6)

@@ -19,6 +19,7 @@ trains; ``close`` waits for that thread.
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import logging
 import threading
@@ -43,6 +44,19 @@ from search.training.copies import (
 from search.training.dropout import dropout_seeds
 
 logger = logging.getLogger(__name__)
+
+
+def _return_freed_memory() -> None:
+    """Give the memory compiling freed back to the system.
+
+    XLA's compiler allocates a few hundred MB while it works and frees them, but glibc keeps
+    freed memory for the process; with one worker per core that is counted once per worker.
+    Elsewhere than glibc this does nothing.
+    """
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 class CompiledTraining:
@@ -108,7 +122,7 @@ class CompiledTraining:
         model draws random numbers, which a background thread would take from under the
         seeded trial the calling thread builds next.
         """
-        images, labels = self.tensor(data.x_train), self.tensor(data.y_train)
+        images, labels = self.tensor(data.train_images), self.tensor(data.y_train)
         jobs: list[Callable[[], None]] = []
         for one in [model] if isinstance(model, keras.Model) else model:
             one.optimizer.build(one.trainable_variables)
@@ -125,6 +139,7 @@ class CompiledTraining:
                     job()
             except Exception as error:  # the trial then compiles for itself
                 logger.warning("compiling ahead failed: %s: %s", type(error).__name__, error)
+            _return_freed_memory()
 
         thread = threading.Thread(target=compile_all, name="compile-ahead", daemon=True)
         thread.start()
@@ -151,7 +166,7 @@ class CompiledTraining:
             for callback in callbacks:
                 callback.on_epoch_begin(epoch)
             loss, accuracy = loop.train_epoch(data, seed, epoch, batch_size)
-            val_loss, val_accuracy = loop.evaluate(data.x_valid, data.y_valid)
+            val_loss, val_accuracy = loop.evaluate(data.valid_images, data.y_valid)
             logs = {"loss": loss, "accuracy": accuracy, "val_loss": val_loss,
                     "val_accuracy": val_accuracy}
             for callback in callbacks:
@@ -176,17 +191,17 @@ class CompiledLoop:
                     batch_size: int) -> tuple[float, float]:
         """One epoch over the training set; returns its mean loss and accuracy."""
         trainer = self._shared.copy_for(self.model, self._architecture, batch_size)
-        images, labels = self._shared.tensor(data.x_train), self._shared.tensor(data.y_train)
+        images, labels = self._shared.tensor(data.train_images), self._shared.tensor(data.y_train)
         with trainer.lock:
             trainer.load(self.model)
             loss, accuracy = trainer.train_epoch(
-                images, labels, epoch_order(seed, epoch, len(data.x_train)), batch_size,
+                images, labels, epoch_order(seed, epoch, len(data.train_images)), batch_size,
                 dropout_seeds(seed, epoch, len(trainer.seed_states)))
             trainer.store(self.model)
         return loss, accuracy
 
     def evaluate(self, images: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
-        """Mean loss and accuracy over a whole set."""
+        """Mean loss and accuracy over a whole set of byte images (``Dataset.*_images``)."""
         evaluator = self._shared.copy_for(self.model, self._architecture, None)
         chunks = self._shared.kept((images, labels), lambda: evaluation_chunks(images, labels))
         with evaluator.lock:

@@ -19,6 +19,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from search.data import PIXEL_SCALE
 from search.training.dropout import clone_layer, dropout_seeds, seed_states
 
 # Validation and test sets are evaluated in chunks of this many: one compiled shape for
@@ -49,9 +50,14 @@ def _batches(order: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray
     return index, weight
 
 
+def _scaled(images: tf.Tensor) -> tf.Tensor:
+    """Byte images as float32 in [0, 1], looked up as search.data.scale does."""
+    return tf.gather(tf.constant(PIXEL_SCALE), tf.cast(images, tf.int32))
+
+
 def _loss_and_hits(model: keras.Model, images: tf.Tensor, labels: tf.Tensor,
                    training: bool) -> tuple[tf.Tensor, tf.Tensor]:
-    probabilities = model(images, training=training)
+    probabilities = model(_scaled(images), training=training)
     losses = keras.losses.sparse_categorical_crossentropy(labels, probabilities)
     predicted = tf.argmax(probabilities, axis=-1, output_type=tf.int32)
     return losses, tf.cast(tf.equal(predicted, labels), tf.float32)
@@ -62,7 +68,7 @@ def _loss_and_hits(model: keras.Model, images: tf.Tensor, labels: tf.Tensor,
 # which an edit made while a study runs would turn into the wrong function.
 
 def evaluation_chunks(images: np.ndarray, labels: np.ndarray) -> list[tuple[tf.Tensor, ...]]:
-    """Images, labels and weights in chunks of one shape; the last is padded, weight 0."""
+    """Byte images, labels and weights in chunks of one shape; the last is padded, weight 0."""
     result = []
     for start in range(0, len(images), EVALUATION_CHUNK):
         chunk_images = images[start:start + EVALUATION_CHUNK]
@@ -177,7 +183,7 @@ class Evaluator(Copy):
 
     def compile(self) -> None:
         with self.lock:
-            self._evaluate_chunk(tf.zeros((EVALUATION_CHUNK, 28, 28)),
+            self._evaluate_chunk(tf.zeros((EVALUATION_CHUNK, 28, 28), tf.uint8),
                                  tf.zeros(EVALUATION_CHUNK, tf.int32),
                                  tf.zeros(EVALUATION_CHUNK))
 

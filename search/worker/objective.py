@@ -153,7 +153,7 @@ class Objective:
                                  epochs=definition.epochs, seed=seed,
                                  initial_epoch=first_epoch, callbacks=[callback])
         # Recorded for the report only: the test set never chooses anything.
-        test_loss, test_accuracy = loop.evaluate(self.data.x_test, self.data.y_test)
+        test_loss, test_accuracy = loop.evaluate(self.data.test_images, self.data.y_test)
         best_epoch = int(np.argmax(history["val_accuracy"])) + 1
         trial.set_user_attr("best_epoch", best_epoch)
         trial.set_user_attr("best_val_accuracy", max(history["val_accuracy"]))
