@@ -3,6 +3,7 @@ arithmetic, the service as a subprocess, and the plain Keras loop."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import platform
@@ -87,21 +88,24 @@ def _proportional_kb(process: Path) -> int:
 
 def _tree_rss_mb(root: int) -> float:
     """Physical memory of ``root`` and every process below it (sum of PSS), in MB."""
-    parents, rss = {}, {}
+    parents = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
                 fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
                 parents[int(entry.name)] = int(fields[1])
-                rss[int(entry.name)] = _proportional_kb(entry) * 1024
-            except (OSError, IndexError, ValueError):
+            except (OSError, IndexError):
                 continue
     tree, grew = {root}, True
     while grew:
         below = {pid for pid, parent in parents.items() if parent in tree} - tree
         grew = bool(below)
         tree |= below
-    return sum(rss.get(pid, 0) for pid in tree) / 2**20
+    total = 0
+    for pid in tree:  # only these: reading a process's smaps costs the kernel some time
+        with contextlib.suppress(OSError, ValueError):
+            total += _proportional_kb(Path(f"/proc/{pid}"))
+    return total / 1024
 
 
 @dataclasses.dataclass

@@ -164,3 +164,25 @@ def test_replicate_curves_need_a_trial(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="at least one trial"):
         figures.plot_replicate_curves([], tmp_path / "curves.png", "nothing")
     assert not (tmp_path / "curves.png").exists()
+
+
+def test_one_reused_figure_draws_each_trial_its_own_curves(tmp_path: Path) -> None:
+    import types
+
+    from search.results.trial_figure import TrialCurves
+
+    def trial(epochs: int, offset: float, best_epoch: int | None):
+        values = [offset + 0.01 * epoch for epoch in range(epochs)]
+        history = {"loss": values, "accuracy": values, "val_loss": values,
+                   "val_accuracy": values}
+        return types.SimpleNamespace(user_attrs={"history": history, "best_epoch": best_epoch})
+
+    curves = TrialCurves()
+    first = curves.draw(trial(4, 0.5, 4), tmp_path / "first.png", "first")
+    second = curves.draw(trial(4, 0.9, None), tmp_path / "second.png", "second")
+    longer = curves.draw(trial(7, 0.2, 3), tmp_path / "longer.png", "longer")
+    again = curves.draw(trial(4, 0.5, 4), tmp_path / "again.png", "first")
+    sizes = [path.stat().st_size for path in (first, second, longer)]
+    assert all(size > 20_000 for size in sizes)
+    assert first.read_bytes() != second.read_bytes() != longer.read_bytes()
+    assert again.read_bytes() == first.read_bytes()  # nothing of the other trials stays

@@ -23,7 +23,7 @@ import optuna_dashboard
 from optuna.artifacts import FileSystemArtifactStore, get_all_artifact_meta, upload_artifact
 from optuna.artifacts.exceptions import ArtifactNotFound
 
-from search.results import figures, table
+from search.results import table, trial_figure
 from search.study import points
 from search.study.optuna_internals import study_id, trial_id
 from search.study.storage import Storage
@@ -77,6 +77,7 @@ class TrialArtifacts:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self.curves = trial_figure.TrialCurves()
 
     def __call__(self, trial: optuna.Trial, model: keras.Model | None = None) -> None:
         links = self._figures(trial)
@@ -94,9 +95,9 @@ class TrialArtifacts:
             store = open_store(self.root)
             with tempfile.TemporaryDirectory() as folder:
                 stem = Path(folder) / f"trial-{trial.number}"
-                curves = figures.plot_curves(trial, stem.with_name(stem.name + "-curves.png"),
-                                             f"{trial.study.study_name}, trial #{trial.number}: "
-                                             f"{params}")
+                curves = self.curves.draw(trial, stem.with_name(stem.name + "-curves.png"),
+                                          f"{trial.study.study_name}, trial #{trial.number}: "
+                                          f"{params}")
                 history = write_history(trial, stem.with_name(stem.name + "-history.csv"))
                 curves_id, history_id = (
                     upload_artifact(artifact_store=store, file_path=str(path),

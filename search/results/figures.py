@@ -1,9 +1,9 @@
 """The report's figures, drawn from stored trials: the best point's replicates, the grid, the
 overlay of every point's mean validation curve.
 
-``write_all(study, folder)`` writes them for the report; each trial's own curves
-(``plot_curves``) are also attached to it for optuna-dashboard (``search.results.artifacts``).
-This module draws the curves; the grid is ``search.results.grid_figure``'s.
+``write_all(study, folder)`` writes them for the report. This module draws the curves; the
+grid is ``search.results.grid_figure``'s, and each trial's own figure for optuna-dashboard
+``search.results.trial_figure``'s.
 """
 
 from __future__ import annotations
@@ -23,43 +23,10 @@ from optuna.trial import FrozenTrial  # noqa: E402
 from search.results import grid_figure, plotting  # noqa: E402
 from search.results.statistics import format_params, format_value  # noqa: E402
 from search.results.table import PointRow, point_rows  # noqa: E402
+from search.results.trial_figure import ACCURACY_LABEL, EPOCH_LABEL, LOSS_LABEL  # noqa: E402
 from search.study import points  # noqa: E402
 
-ACCURACY_LABEL = "accuracy (fraction of images correct)"
-LOSS_LABEL = "cross-entropy loss (nats per image)"
-EPOCH_LABEL = "epoch (one pass over the training images)"
 LINE_STYLES = ("-", "--", ":", "-.")
-
-
-def plot_curves(trial: optuna.Trial | optuna.trial.FrozenTrial, path: Path, title: str) -> Path:
-    """Train and validation accuracy and loss of one trial, over epochs, best epoch marked."""
-    history = trial.user_attrs["history"]
-    epochs = np.arange(1, len(history["loss"]) + 1)
-    best_epoch = trial.user_attrs.get("best_epoch")
-    # Every trial draws this figure for the dashboard while its worker waits: a fixed
-    # layout instead of tight_layout, and no pyplot state, roughly halve its cost.
-    figure = matplotlib.figure.Figure(figsize=(11, 4.2))
-    figure.subplots_adjust(left=0.06, right=0.99, bottom=0.12, top=0.84, wspace=0.22)
-    accuracy_axis, loss_axis = figure.subplots(1, 2)
-    for axis, metric, label in ((accuracy_axis, "accuracy", ACCURACY_LABEL),
-                                (loss_axis, "loss", LOSS_LABEL)):
-        axis.plot(epochs, history[metric], "o-", label="train")
-        axis.plot(epochs, history[f"val_{metric}"], "s-", label="validation")
-        if best_epoch:
-            axis.axvline(best_epoch, color="grey", linestyle=":",
-                         label=f"best validation accuracy (epoch {best_epoch})")
-        axis.set_xlabel(EPOCH_LABEL)
-        axis.set_ylabel(label)
-        axis.set_xticks(epochs)
-        axis.grid(alpha=0.3)
-        axis.legend()
-    accuracy_axis.set_title(f"accuracy: validation {history['val_accuracy'][-1]:.4f} "
-                            "after the last epoch")
-    loss_axis.set_title(f"loss: validation {history['val_loss'][-1]:.4f} after the last epoch")
-    figure.suptitle(title)
-    figure.savefig(path, dpi=110)
-    return path
-
 
 
 def _mean_curve(histories: list[dict[str, list[float]]], key: str) -> np.ndarray:

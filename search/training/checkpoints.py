@@ -53,8 +53,8 @@ class CheckpointStore:
         folder = self.root / name
         folder.mkdir(parents=True, exist_ok=True)
         # The architecture and compile settings are saved as a .keras file once per trial;
-        # each epoch adds only the weights and optimizer state: 8 ms, where model.save took
-        # 40 to 50 ms (4 s of a one-minute study).
+        # each epoch adds only the weights and optimizer state, a fraction of what a whole
+        # model.save costs.
         if folder not in self._templates or not (folder / TEMPLATE).exists():
             model.save(folder / "template-tmp.keras")
             os.replace(folder / "template-tmp.keras", folder / TEMPLATE)

@@ -70,9 +70,9 @@ class CompiledTraining:
     def __init__(self) -> None:
         self._copies: dict[tuple[str, int | None], Copy] = {}  # (architecture, batch size)
         self._lock = threading.Lock()
-        # Converting the 54,000 training images to a tensor takes 0.2 s; done every epoch,
-        # that alone was a quarter of an epoch. Arrays are converted once and kept while
-        # they are in use (the list holds them, so their identities cannot be reused).
+        # Converting the training images to a tensor every epoch would cost a large share of
+        # the epoch. Arrays are converted once and kept while they are in use (the list
+        # holds them, so their identities cannot be reused).
         self._resident: list[tuple[tuple[np.ndarray, ...], Any]] = []
         self._stop = threading.Event()
         self._compiling: list[threading.Thread] = []

@@ -36,11 +36,11 @@ def seed_states(model: keras.Model) -> list[tf.Variable]:
 class _CopyDropout(keras.layers.Dropout):
     """Keras's Dropout, drawing its masks with ThreeFry: for the compiled copies only.
 
-    Keras asks TensorFlow for its default algorithm, which XLA on a CPU ran about 250 times
-    slower than ThreeFry here: a 128-64 epoch at batch 32 took 6.9 s with dropout instead
-    of 0.6 s without. Same law (keep with probability 1 - rate, scale by 1 / (1 - rate)),
-    other random numbers. The trial's own model, which is checkpointed and saved, keeps
-    Keras's layer.
+    Keras asks TensorFlow for its default algorithm, which XLA on a CPU runs so slowly that
+    an epoch with dropout took over ten times as long as one without (the README's knob
+    costs are measured with ThreeFry). Same law (keep with probability 1 - rate, scale by
+    1 / (1 - rate)), other random numbers. The trial's own model, which is checkpointed and
+    saved, keeps Keras's layer.
     """
 
     def call(self, inputs: tf.Tensor, training: bool = False) -> tf.Tensor:
