@@ -148,7 +148,7 @@ def _summarise(study: optuna.Study, seconds: float, peak: float) -> ServiceRun:
     for trial in trials:
         accuracy[_label(trial.params)].append(trial.value)
         by_worker[trial.system_attrs[points.OWNER]].append(trial)
-    epochs = sum(sum(t.user_attrs["epoch_seconds"]) for t in trials)
+    epochs = sum(sum(t.user_attrs[points.EPOCH_SECONDS]) for t in trials)
     in_trials = sum(t.duration.total_seconds() for t in trials)
     first = min(t.datetime_start for t in trials)
     last = max(t.datetime_complete for t in trials)

@@ -107,7 +107,7 @@ def test_the_new_venv_imports_the_wheel_not_the_working_tree(installed: dict,
     site = str(installed["site"])
     assert found["search"].startswith(site) and found["mnist"].startswith(site)
     assert not any("editable" in finder for finder in found["finders"])
-    assert found["known"] == [[], ["mnist", "mnist-smoke"]]
+    assert found["known"] == [[], ["mnist", "mnist-smoke", "mnist-width-dropout"]]
 
 
 def _first_line(process: subprocess.Popen, timeout: float = 60) -> str:

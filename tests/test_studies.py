@@ -26,6 +26,8 @@ validation_size = 10
 seed = 0
 """
 
+SHIPPED = ["mnist", "mnist-smoke", "mnist-width-dropout"]
+
 
 @pytest.fixture
 def empty_folder(tmp_path: Path, monkeypatch) -> Path:
@@ -42,7 +44,7 @@ def test_the_default_studies_folder_is_relative_to_the_current_one() -> None:
 def test_shipped_definitions_are_found_from_an_empty_folder(empty_folder: Path) -> None:
     shipped = definition.load("mnist")
     assert shipped.source == (REPO / "studies" / "mnist.toml").read_text()
-    assert definition.known() == ([], ["mnist", "mnist-smoke"])
+    assert definition.known() == ([], SHIPPED)
     quick = definition.find("mnist-quick")  # what the report and dashboard look up
     assert (quick.name, quick.budget()) == ("mnist-quick", shipped.budget())
     assert not (empty_folder / "studies").exists()  # looking creates nothing
@@ -56,7 +58,7 @@ def test_the_studies_folder_comes_before_the_shipped_definitions(empty_folder: P
     assert definition.find("mnist-quick").epochs == 7
     assert definition.load("mnist-smoke").source == \
         (REPO / "studies" / "mnist-smoke.toml").read_text()
-    assert definition.known() == (["mine", "mnist"], ["mnist", "mnist-smoke"])
+    assert definition.known() == (["mine", "mnist"], SHIPPED)
     elsewhere = empty_folder / "elsewhere"  # --studies-dir: the same order
     elsewhere.mkdir()
     (elsewhere / "mnist-smoke.toml").write_text(MINE)

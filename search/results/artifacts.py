@@ -54,8 +54,8 @@ def discard(storage: Storage, study_name: str, root: Path) -> None:
 
 def write_history(trial: optuna.Trial | optuna.trial.FrozenTrial, path: Path) -> Path:
     """One row per epoch: the four metrics and the epoch's training seconds."""
-    history = trial.user_attrs["history"]
-    seconds = trial.user_attrs.get("epoch_seconds", [])
+    history = trial.user_attrs[points.HISTORY]
+    seconds = trial.user_attrs.get(points.EPOCH_SECONDS, [])
     names = ["loss", "accuracy", "val_loss", "val_accuracy"]
     with path.open("w", newline="", encoding="utf-8") as file:
         writer = csv.writer(file)

@@ -138,4 +138,4 @@ def export_best_model(study: optuna.Study, path: str | Path,
     _copy_out(FileSystemArtifactStore(artifact_dir), artifact_id, path, trial, artifact_dir)
     return ExportedModel(path, trial.number, dict(best.params), replicate, best.n,
                          best.validation[replicate], best.mean,
-                         trial.user_attrs.get("test_accuracy"))
+                         trial.user_attrs.get(points.TEST_ACCURACY))

@@ -49,7 +49,7 @@ def plot_replicate_curves(trials: list[FrozenTrial], path: Path, title: str) -> 
     if not trials:
         raise ValueError("plot_replicate_curves needs at least one trial")
     ordered = sorted(trials, key=lambda trial: trial.user_attrs.get(points.REPLICATE, 0))
-    histories = [trial.user_attrs["history"] for trial in ordered]
+    histories = [trial.user_attrs[points.HISTORY] for trial in ordered]
     palette = matplotlib.colormaps["tab10"]
     single = len(histories) == 1  # one replicate is its own mean: draw it plainly
     figure, axes = plt.subplots(1, 2, figsize=(12, 4.8), layout="constrained")
@@ -105,7 +105,7 @@ def plot_validation_overlay(study: optuna.Study, rows: list[PointRow], path: Pat
         params = row.summary.params
         colour, style = ([levels[name].index(format_value(params[name])) for name in varying]
                          + [0, 0])[:2]
-        curve = _mean_curve([trial.user_attrs["history"]
+        curve = _mean_curve([trial.user_attrs[points.HISTORY]
                              for trial in trials[points.canonical(params)]], "val_accuracy")
         axis.plot(np.arange(1, len(curve) + 1), curve, marker="o", markersize=3,
                   color=palette(colour % 10), linestyle=LINE_STYLES[style % 4],

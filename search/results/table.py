@@ -54,7 +54,7 @@ def point_results(statuses: list[points.UnitStatus]) -> list[statistics.PointRes
         result = by_point.setdefault(unit.point, statistics.PointResult(unit.params, {}, {}))
         if status.complete is not None:
             result.validation[unit.replicate] = status.complete.value
-            test = status.complete.user_attrs.get("test_accuracy")
+            test = status.complete.user_attrs.get(points.TEST_ACCURACY)
             if test is not None:
                 result.test[unit.replicate] = test
     return [by_point[point] for point in sorted(by_point)]
@@ -169,16 +169,16 @@ def trials_csv(study: optuna.Study) -> str:
     writer = csv.writer(buffer)
     statuses = unit_rows(study)
     names = list(statuses[0].unit.params) if statuses else []
-    writer.writerow([*names, "replicate", "state", "trial", "val_accuracy", "best_epoch",
-                     "test_accuracy", "seconds"])
+    writer.writerow([*names, "replicate", "state", "trial", "val_accuracy", points.BEST_EPOCH,
+                     points.TEST_ACCURACY, "seconds"])
     for status in statuses:
         trial = status.complete or status.running
         attrs = trial.user_attrs if trial else {}
         writer.writerow([*(format_value(status.unit.params[n]) for n in names),
                          status.unit.replicate, status.state(limit),
                          trial.number if trial else "", status.complete.value
-                         if status.complete else "", attrs.get("best_epoch", ""),
-                         attrs.get("test_accuracy", ""), attrs.get("seconds", "")])
+                         if status.complete else "", attrs.get(points.BEST_EPOCH, ""),
+                         attrs.get(points.TEST_ACCURACY, ""), attrs.get("seconds", "")])
     return buffer.getvalue()
 
 

@@ -16,6 +16,8 @@ import matplotlib.figure  # noqa: E402
 import numpy as np  # noqa: E402
 import optuna  # noqa: E402
 
+from search.study import points  # noqa: E402
+
 ACCURACY_LABEL = "accuracy (fraction of images correct)"
 LOSS_LABEL = "cross-entropy loss (nats per image)"
 EPOCH_LABEL = "epoch (one pass over the training images)"
@@ -53,11 +55,11 @@ class TrialCurves:
     def draw(self, trial: optuna.Trial | optuna.trial.FrozenTrial, path: Path,
              title: str) -> Path:
         """Train and validation accuracy and loss of ``trial``, its best epoch marked."""
-        history = trial.user_attrs["history"]
+        history = trial.user_attrs[points.HISTORY]
         epochs = len(history["loss"])
         if epochs != self._epochs:
             self._build(epochs)
-        best_epoch = trial.user_attrs.get("best_epoch")
+        best_epoch = trial.user_attrs.get(points.BEST_EPOCH)
         for metric, _ in _PANELS:
             axis = self._axes[metric]
             self._lines[metric].set_ydata(history[metric])

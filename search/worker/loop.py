@@ -177,7 +177,7 @@ def _run_trial(storage: Storage, study: optuna.Study, objective: Objective,
             value = objective(trial, unit)
     except KeyboardInterrupt:
         ignore_further_interrupts()
-        epochs = storage.optuna.get_trial(trial_id(trial)).user_attrs.get("epochs_done", 0)
+        epochs = storage.optuna.get_trial(trial_id(trial)).user_attrs.get(points.EPOCHS_DONE, 0)
         claims.mark_failed(storage, trial_id(trial),
                            f"interrupted after epoch {epochs}: resumed on the next run")
         raise Interrupted(trial.number, unit.params, epochs) from None

@@ -22,6 +22,7 @@ import tensorflow as tf
 
 from search.data import Dataset
 from search.definition import StudyDefinition
+from search.study import points
 from search.study.points import Unit
 from search.training.checkpoints import CheckpointStore
 from search.training.compiled import CompiledTraining
@@ -74,8 +75,8 @@ class _TrialCallback(keras.callbacks.Callback):
             self._objective.checkpoints.save(self._checkpoint, self.model, self._key,
                                              epoch + 1, self._history, self._epoch_seconds)
         self._trial.report(logs["val_accuracy"], step=epoch + 1)
-        self._trial.set_user_attr("history", self._history)
-        self._trial.set_user_attr("epochs_done", epoch + 1)
+        self._trial.set_user_attr(points.HISTORY, self._history)
+        self._trial.set_user_attr(points.EPOCHS_DONE, epoch + 1)
         if self._objective.on_epoch is not None:
             self._objective.on_epoch(self._trial, epoch + 1, logs, seconds)
 
@@ -155,11 +156,11 @@ class Objective:
         # Recorded for the report only: the test set never chooses anything.
         test_loss, test_accuracy = loop.evaluate(self.data.test_images, self.data.y_test)
         best_epoch = int(np.argmax(history["val_accuracy"])) + 1
-        trial.set_user_attr("best_epoch", best_epoch)
+        trial.set_user_attr(points.BEST_EPOCH, best_epoch)
         trial.set_user_attr("best_val_accuracy", max(history["val_accuracy"]))
-        trial.set_user_attr("test_accuracy", float(test_accuracy))
+        trial.set_user_attr(points.TEST_ACCURACY, float(test_accuracy))
         trial.set_user_attr("test_loss", float(test_loss))
-        trial.set_user_attr("epoch_seconds", epoch_seconds)
+        trial.set_user_attr(points.EPOCH_SECONDS, epoch_seconds)
         trial.set_user_attr("seconds", sum(epoch_seconds))
         trial.set_user_attr("wall_seconds", time.perf_counter() - started)
         if self.on_finish is not None:  # now, while the trial runs: artifacts need that
