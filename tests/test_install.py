@@ -93,7 +93,7 @@ def test_the_wheel_ships_the_definitions_and_nothing_beside_them(installed: dict
     names = zipfile.ZipFile(installed["wheel"]).namelist()
     shipped = sorted(name for name in names if name.startswith("search/studies/"))
     assert shipped == ["search/studies/__init__.py", "search/studies/mnist-smoke.toml",
-                       "search/studies/mnist.toml"]
+                       "search/studies/mnist-width-dropout.toml", "search/studies/mnist.toml"]
     assert not [name for name in names if "planted" in name or name.startswith("studies/")]
 
 
