@@ -186,3 +186,9 @@ def test_one_reused_figure_draws_each_trial_its_own_curves(tmp_path: Path) -> No
     assert all(size > 20_000 for size in sizes)
     assert first.read_bytes() != second.read_bytes() != longer.read_bytes()
     assert again.read_bytes() == first.read_bytes()  # nothing of the other trials stays
+
+
+def test_write_all_takes_a_folder_named_by_a_string(tmp_path: Path) -> None:
+    study = make_study(tmp_path, repeats=1)
+    written = figures.write_all(study, str(tmp_path / "as-text"))
+    assert written and all(path.parent == tmp_path / "as-text" for path in written)

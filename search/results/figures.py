@@ -119,9 +119,10 @@ def plot_validation_overlay(study: optuna.Study, rows: list[PointRow], path: Pat
     return plotting.save(figure, path)
 
 
-def write_all(study: optuna.Study, out_dir: Path) -> list[Path]:
+def write_all(study: optuna.Study, out_dir: str | Path) -> list[Path]:
     """Write the report's figures into ``out_dir`` and return them; only ``heatmap.png``
     is written before a replicate has finished."""
+    out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows, _ = point_rows(study)
     written = []
