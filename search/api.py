@@ -148,13 +148,16 @@ def run(options: RunOptions) -> StudyResult:
         study, raw = _prepare(options, storage)
         states = points.states(study)
     failures: list[str] = []
-    if not set(states) & {points.PENDING, points.RUNNING, points.RETRYING}:
+    if not set(states) & set(points.UNFINISHED):
         # Optuna would run one duplicate trial on an exhausted grid: check first.
         _say(options, f"study '{name}' is finished ({states.count(points.COMPLETE)} of "
                       f"{len(states)} trials complete); nothing to run")
     elif options.workers > 1:
+        from search import data
         from search.worker import pool
 
+        if raw is None:  # several workers would each report a bad folder: one line here
+            data.load_raw(options.data_dir)
         del raw  # the workers read the data themselves; this process only watches
         interrupted, failures = pool.run_pool(options, study)
         if interrupted:

@@ -104,6 +104,19 @@ def test_unreadable_data_dir(studies: Path, tmp_path: Path, where: str) -> None:
     assert optuna.get_all_study_names(f"sqlite:///{tmp_path}/x.db") == []
 
 
+def test_a_stored_study_resumed_by_two_workers_reports_a_bad_data_dir_once(
+        studies: Path, tmp_path: Path) -> None:
+    from search import definition
+    from search.study import lifecycle
+    from search.study.storage import open_storage
+
+    url = f"sqlite:///{tmp_path}/x.db"
+    lifecycle.open_study(open_storage(url), definition.load("tiny", studies))  # no trial yet
+    result = cli("--study", "tiny", "--studies-dir", str(studies), "--storage", url,
+                 "--workers", "2", "--data-dir", str(tmp_path / "missing"))
+    assert_one_line_error(result, str(tmp_path / "missing"))
+
+
 @pytest.mark.parametrize(("url", "fragment"), [
     ("notaurl", "not a database URL"),
     ("sqlite:////nonexistent/dir/x.db", "does not exist"),
