@@ -242,3 +242,17 @@ def test_no_completed_trials_give_an_empty_verdict() -> None:
     result = verdicts.judge(statistics.summarise([statistics.PointResult({"x": 1}, {})]))
     assert result.best is None and result.comparisons == [] and result.replicates == 0
     assert json.loads(json.dumps(result.to_json()))["best"] is None
+
+
+def test_a_point_sharing_one_replicate_with_the_best_is_not_called_tied() -> None:
+    # The third point was given up after its first replicate: far below the best, but with
+    # one shared replicate nothing can be tested, so it is neither tied nor beaten.
+    result = judge([point({"learning_rate": 0.001}, [0.97, 0.975, 0.972]),
+                    point({"learning_rate": 0.01}, [0.966, 0.976, 0.970]),
+                    point({"learning_rate": 0.1}, [0.05, None, None])])
+    assert [summary.params for summary in result.indistinguishable] == [{"learning_rate": 0.01}]
+    assert any(line.startswith("not comparable with it yet") and "learning_rate=0.1" in line
+               for line in result.lines)
+    [marginal] = result.marginals
+    assert marginal.tied_with_best == ["0.01"]
+    assert "0.1 not comparable yet" in marginal.sentence

@@ -74,18 +74,26 @@ def _marginal(name: str, completed: list[PointSummary], alpha: float,
     for text in order:
         series[text], means[text] = _value_series(groups[text])
     best = max(order, key=lambda text: means[text])
-    tied = [] if replicates <= 1 else [
-        text for text in order if text != best
-        and not compare_paired(series[best], series[text], {}, alpha).distinguishable]
+    comparisons = {text: compare_paired(series[best], series[text], {}, alpha)
+                   for text in order if text != best}
+    # Fewer than 2 shared replicates cannot be tested: such a value is neither tied nor
+    # beaten, only not comparable yet.
+    untested = [text for text, c in comparisons.items() if replicates > 1 and c.shared < 2]
+    tied = [text for text, c in comparisons.items()
+            if replicates > 1 and c.shared >= 2 and not c.distinguishable]
     if replicates <= 1:
         sentence = f"{name} {best} has the highest mean (no noise estimate at 1 replicate)"
-    elif not tied:
+    elif not tied and not untested:
         sentence = f"{name} {best} is clearly best"
     elif len(tied) == len(order) - 1:
         sentence = f"{name} {_join(order)} are indistinguishable at {replicates} replicates"
-    else:
+    elif tied:
         sentence = (f"{name} {best} is best; {_join(tied)} cannot be told apart from it at "
                     f"{replicates} replicates")
+    else:
+        sentence = f"{name} {best} has the highest mean"
+    if untested:
+        sentence += f"; {_join(untested)} not comparable yet (fewer than 2 shared replicates)"
     return Marginal(name, means, best, tied, sentence)
 
 
@@ -135,8 +143,10 @@ def judge(summaries: Sequence[PointSummary], alpha: float = ALPHA) -> Verdict:
     others = [summary for summary in completed if summary is not best]
     comparisons = [compare_paired(best.validation, other.validation, other.params, alpha)
                    for other in others]
-    tied = [(other, comparison) for other, comparison in zip(others, comparisons, strict=True)
-            if replicates > 1 and not comparison.distinguishable]
+    pairs = list(zip(others, comparisons, strict=True))
+    tied = [(other, comparison) for other, comparison in pairs
+            if replicates > 1 and comparison.shared >= 2 and not comparison.distinguishable]
+    untested = [other for other, comparison in pairs if replicates > 1 and comparison.shared < 2]
     names = dict.fromkeys(name for summary in completed for name in summary.params)
     marginals = [marginal for name in names
                  if (marginal := _marginal(name, completed, alpha, replicates)) is not None]
@@ -146,6 +156,9 @@ def judge(summaries: Sequence[PointSummary], alpha: float = ALPHA) -> Verdict:
         if not runner_up.distinguishable and runner_up.shared >= 2:
             needed, needed_line = replicates_needed(best, ranked[1], alpha)
     lines = [_best_line(best), _noise_line(tied, bool(comparisons), replicates, alpha)]
+    if untested:
+        lines.append("not comparable with it yet (fewer than 2 replicates shared with it): "
+                     + "; ".join(format_params(other.params) for other in untested))
     lines += [marginal.sentence for marginal in marginals]
     lines += [needed_line] if needed_line else []
     return Verdict(best, comparisons, [other for other, _ in tied], marginals, replicates, needed,
@@ -165,6 +178,5 @@ def _noise_line(tied: list[tuple[PointSummary, Comparison]], compared: bool, rep
         return "no other point has completed trials to compare it with"
     if not tied:
         return f"no other point is within noise of it ({_test_name(alpha)})"
-    described = [format_params(other.params) + (f" (p={c.p_value:.2f})" if c.p_value is not None
-                 else " (too few shared replicates to test)") for other, c in tied]
+    described = [f"{format_params(other.params)} (p={c.p_value:.2f})" for other, c in tied]
     return f"within noise of it ({_test_name(alpha)}): " + "; ".join(described)
