@@ -197,7 +197,7 @@ def run_plain(definition: StudyDefinition, data: Dataset) -> PlainRun:
     for point in definition.grid:
         keras.backend.clear_session()
         keras.utils.set_random_seed(definition.seed_for(0))
-        model = build_model(_layers(point, definition)[1:-1], point["learning_rate"])
+        model = build_model(**definition.model_arguments(point))
         history = model.fit(data.x_train, data.y_train, batch_size=point["batch_size"],
                             epochs=definition.epochs, verbose=0,
                             validation_data=(data.x_valid, data.y_valid))

@@ -159,7 +159,8 @@ def run(options: RunOptions) -> StudyResult:
         if raw is None:  # several workers would each report a bad folder: one line here
             data.load_raw(options.data_dir)
         del raw  # the workers read the data themselves; this process only watches
-        interrupted, failures = pool.run_pool(options, study)
+        with storage_errors(options.storage_url):
+            interrupted, failures = pool.run_pool(options, study)
         if interrupted:
             raise Interrupted(None, None, 0)
     else:

@@ -32,8 +32,9 @@ def add_study_flags(parser: argparse.ArgumentParser, verb: str) -> None:
     """--study, --storage and --studies-dir, which every command reads the same way."""
     parser.add_argument("--study", required=True, metavar="NAME",
                         help=f"the study to {verb}: NAME.toml in the studies folder, else a "
-                             "shipped one (mnist, mnist-smoke); NAME-quick and NAME-epochsN "
-                             "name the studies --quick and --epochs made")
+                             "shipped one (mnist, mnist-smoke, mnist-width-dropout); "
+                             "NAME-quick and NAME-epochsN name the studies --quick and "
+                             "--epochs made")
     parser.add_argument("--storage", metavar="URL",
                         help="SQLAlchemy database URL (default: $OPTUNA_STORAGE, else the "
                              "definition's [storage] url, else the SQLite file NAME.db in the "

@@ -72,8 +72,12 @@ def auto_workers(sample_seconds: float = 0.3) -> int:
     return max(1, min(cores, round(idle)))
 
 
-def _positive(name: str, value: int | None) -> None:
-    if value is not None and (isinstance(value, bool) or value <= 0):
+def _positive(name: str, value: object) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise SearchError(f"{name} must be a positive whole number, not {value!r}")
+    if value <= 0:
         raise SearchError(f"{name} must be positive, not {value}")
 
 
@@ -83,6 +87,8 @@ def effective_definition(definition: StudyDefinition, *, epochs: int | None = No
     (their trials differ); --repeats only grows the same study."""
     _positive("--epochs", epochs)
     _positive("--repeats", repeats)
+    if quick and epochs is not None:
+        raise SearchError("--quick trains 1 epoch; leave out --epochs, or --quick")
     if quick:
         train_size = min(QUICK_TRAIN_SIZE, definition.train_size or QUICK_TRAIN_SIZE)
         definition = definition.with_overrides(epochs=1, train_size=train_size,

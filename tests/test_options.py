@@ -52,6 +52,17 @@ def test_non_positive_numbers_are_one_line_errors(setting: dict) -> None:
     assert "\n" not in str(raised.value)
 
 
+@pytest.mark.parametrize("setting", [{"threads": "2"}, {"epochs": 2.5}, {"repeats": True}])
+def test_settings_that_are_not_whole_numbers_are_one_line_errors(setting: dict) -> None:
+    with pytest.raises(SearchError, match="must be a positive whole number"):
+        options.make_options(DEFINITION, **setting)
+
+
+def test_quick_and_epochs_exclude_each_other() -> None:
+    with pytest.raises(SearchError, match="--quick trains 1 epoch"):
+        options.make_options(DEFINITION, quick=True, epochs=3)
+
+
 def test_storage_comes_from_the_flag_then_the_environment_then_the_definition(
         monkeypatch, tmp_path: Path) -> None:
     monkeypatch.delenv(options.STORAGE_VARIABLE, raising=False)

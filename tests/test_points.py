@@ -172,7 +172,7 @@ def test_an_error_leaves_the_unit_retrying_then_given_up(storage) -> None:
     failing = Scores(fail={(0, 0)})
     loop.run_worker(storage, study, failing, max_trials=1)
     assert points.states(study)[0] == points.RETRYING
-    # The runner may claim it again, and the report says the same as the runner.
+    # The worker loop may claim it again, and the report says the same as the loop.
     assert claims.claim_next(study, storage, claims.current_owner())[0].point == 0
     rows, _ = table.point_rows(study)
     params = points.stored_grid(study)[0]
@@ -230,12 +230,14 @@ def test_replicate_seeds_are_shared_by_points_and_differ_between_replicates() ->
     assert seeds == [make_definition().seed_for(replicate) for replicate in range(4)]
 
 
-def test_ctrl_c_during_the_outcome_write_waits_for_the_write_then_stops() -> None:
+@pytest.mark.parametrize("number", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_during_the_outcome_write_waits_for_the_write_then_stops(number) -> None:
     written = []
+    before = signal.getsignal(number)
     with pytest.raises(KeyboardInterrupt):
         with loop._no_interrupts():
-            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), number)
             time.sleep(0.05)  # the handler runs here, in the middle of the "write"
             written.append("outcome")
     assert written == ["outcome"]
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(number) is before

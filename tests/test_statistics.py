@@ -13,6 +13,7 @@ import scipy.stats
 
 from search.results import statistics
 from search.results import verdict as verdicts
+from search.study import points
 
 # Replicate r shares its seed across points, so each point gets the same seed offset at r.
 SEED_OFFSETS = (0.0, 0.004, -0.003)
@@ -199,10 +200,10 @@ def test_to_json_is_plain_and_has_the_contract_keys() -> None:
 
 
 def test_format_value_and_params() -> None:
-    assert statistics.format_value(0.001) == "0.001"
-    assert statistics.format_value([128, 64]) == "128-64"
-    assert statistics.format_value("relu") == "relu"
-    assert statistics.format_params({"learning_rate": 0.001, "batch_size": 32}) == (
+    assert points.format_value(0.001) == "0.001"
+    assert points.format_value([128, 64]) == "128-64"
+    assert points.format_value("relu") == "relu"
+    assert points.format_params({"learning_rate": 0.001, "batch_size": 32}) == (
         "learning_rate=0.001 batch_size=32")
 
 

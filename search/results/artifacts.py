@@ -4,13 +4,12 @@ optuna-dashboard draws one series per trial, so a trial's accuracy and loss cann
 together there. Every worker therefore attaches to every finished trial a PNG of its
 train/validation accuracy and loss, its history as CSV and its final model as a .keras file
 (Optuna artifacts, in a folder beside the study), and keeps a Markdown note on the study
-with the table and the best pair. ``python -m search.dashboard --study mnist`` serves
+with the table and the verdict. ``python -m search.dashboard --study mnist`` serves
 the study and its files.
 """
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import logging
 import tempfile
@@ -23,6 +22,7 @@ import optuna_dashboard
 from optuna.artifacts import FileSystemArtifactStore, get_all_artifact_meta, upload_artifact
 from optuna.artifacts.exceptions import ArtifactNotFound
 
+from search.errors import SearchError
 from search.results import table, trial_figure
 from search.study import points
 from search.study.optuna_internals import study_id, trial_id
@@ -48,8 +48,13 @@ def discard(storage: Storage, study_name: str, root: Path) -> None:
     store = FileSystemArtifactStore(root)
     for trial in study.get_trials(deepcopy=False):
         for meta in get_all_artifact_meta(trial, storage=storage.optuna):
-            with contextlib.suppress(ArtifactNotFound):
+            try:
                 store.remove(meta.artifact_id)
+            except ArtifactNotFound:
+                continue
+            except OSError as error:  # nothing is deleted from the storage before this ends
+                raise SearchError(f"--fresh cannot delete the study's files in {root} "
+                                  f"({error.strerror}); make the folder writable") from None
 
 
 def write_history(trial: optuna.Trial | optuna.trial.FrozenTrial, path: Path) -> Path:
@@ -90,7 +95,7 @@ class TrialArtifacts:
 
     def _figures(self, trial: optuna.Trial) -> list[str]:
         replicate = trial.user_attrs.get(points.REPLICATE, 0) + 1
-        params = f"{table.format_params(trial.params)}, replicate {replicate}"
+        params = f"{points.format_params(trial.params)}, replicate {replicate}"
         try:
             store = open_store(self.root)
             with tempfile.TemporaryDirectory() as folder:

@@ -33,8 +33,8 @@ from optuna.artifacts.exceptions import ArtifactNotFound
 
 from search.errors import SearchError
 from search.results import table
-from search.results.statistics import format_params
 from search.study import points
+from search.study.points import format_params
 
 # Accuracies differ by at least one image in a validation set (1e-5 for 100,000 images);
 # distances closer than this are equal, up to floating-point rounding.

@@ -21,10 +21,10 @@ import optuna  # noqa: E402
 from optuna.trial import FrozenTrial  # noqa: E402
 
 from search.results import grid_figure, plotting  # noqa: E402
-from search.results.statistics import format_params, format_value  # noqa: E402
 from search.results.table import PointRow, point_rows  # noqa: E402
 from search.results.trial_figure import ACCURACY_LABEL, EPOCH_LABEL, LOSS_LABEL  # noqa: E402
 from search.study import points  # noqa: E402
+from search.study.points import format_params, format_value  # noqa: E402
 
 LINE_STYLES = ("-", "--", ":", "-.")
 

@@ -16,15 +16,15 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from search.results import plotting, statistics  # noqa: E402
-from search.results.statistics import format_params, format_value  # noqa: E402
 from search.results.table import PointRow  # noqa: E402
 from search.study import points  # noqa: E402
+from search.study.points import format_params, format_value  # noqa: E402
 
 MEAN_LABEL = "mean validation accuracy after the last epoch"
 BEST_LABEL = "best (highest mean)"
 TIED_LABEL = f"cannot be told from the best (paired t-test, {statistics.ALPHA * 100:g} %)"
 # What an axis says about a hyperparameter beyond its name; unknown names show the name alone.
-_MEANINGS = {"learning_rate": "Adam step size", "batch_size": "images per gradient step"}
+_MEANINGS = {"learning_rate": "optimizer step size", "batch_size": "images per gradient step"}
 
 
 def _cell_text(row: PointRow, between: str = "\n") -> str:

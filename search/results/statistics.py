@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 import scipy.stats
 
+from search.study.points import format_params
+
 ALPHA = 0.05
 POWER = 0.80
 TEST_NAME = "paired t-test (two-sided, 5 %), paired by replicate seed"
@@ -29,20 +31,6 @@ PRACTICAL_DIFFERENCE = 0.001
 MAX_USEFUL_REPLICATES = 100
 # a - b rounds (0.98 - 0.97 != 0.99 - 0.98), so "equal differences" allows this much.
 _ROUNDING = 1e-12
-
-
-def format_value(value: Any) -> str:
-    """A hyperparameter value as reports print it: ``0.001``, ``128-64``, ``relu``."""
-    if isinstance(value, float):
-        return f"{value:g}"
-    if isinstance(value, list | tuple) and value and all(isinstance(v, int) for v in value):
-        return "-".join(str(item) for item in value)
-    return str(value)
-
-
-def format_params(params: dict[str, Any]) -> str:
-    """``learning_rate=0.001 batch_size=32``."""
-    return " ".join(f"{name}={format_value(value)}" for name, value in params.items())
 
 
 def _plain(value: Any) -> Any:

@@ -2,7 +2,7 @@
 
 Each grid point's row aggregates its replicates (mean, sample std, 95 % interval of the
 validation accuracy, mean test accuracy); the verdict (``search.results.verdict``) says
-which points cannot be told from the best. Per-trial rows stay available for the CSV.
+which points cannot be told from the best. Per-unit rows stay available for the CSV.
 Nothing is retrained: every number comes from what the trials stored.
 """
 
@@ -18,9 +18,10 @@ import optuna
 
 from search.errors import SearchError
 from search.results import statistics
-from search.results.statistics import PointSummary, format_params, format_value
+from search.results.statistics import PointSummary
 from search.results.verdict import Verdict, judge
 from search.study import points
+from search.study.points import format_params, format_value
 
 # A point's state, from its units': the first of these that any unit is in.
 _POINT_STATES = (points.GIVEN_UP, points.RUNNING, points.RETRYING, points.PENDING)
@@ -170,7 +171,7 @@ def trials_csv(study: optuna.Study) -> str:
     statuses = unit_rows(study)
     names = list(statuses[0].unit.params) if statuses else []
     writer.writerow([*names, "replicate", "state", "trial", "val_accuracy", points.BEST_EPOCH,
-                     points.TEST_ACCURACY, "seconds"])
+                     points.TEST_ACCURACY, points.SECONDS])
     for status in statuses:
         trial = status.complete or status.running
         attrs = trial.user_attrs if trial else {}
@@ -178,7 +179,7 @@ def trials_csv(study: optuna.Study) -> str:
                          status.unit.replicate, status.state(limit),
                          trial.number if trial else "", status.complete.value
                          if status.complete else "", attrs.get(points.BEST_EPOCH, ""),
-                         attrs.get(points.TEST_ACCURACY, ""), attrs.get("seconds", "")])
+                         attrs.get(points.TEST_ACCURACY, ""), attrs.get(points.SECONDS, "")])
     return buffer.getvalue()
 
 

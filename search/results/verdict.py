@@ -17,10 +17,9 @@ from search.results.statistics import (
     Comparison,
     PointSummary,
     compare_paired,
-    format_params,
-    format_value,
     replicates_needed,
 )
+from search.study.points import format_params, format_value
 
 _NO_NOISE = (
     "the ranking carries no noise estimate: every point was trained once, so differences "

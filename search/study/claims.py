@@ -1,15 +1,14 @@
 """Which unit (grid point and replicate) a worker runs next, claimed so that no two run it.
 
 Optuna's GridSampler picks a point by reading which trials exist and then creating a trial:
-two workers can read the same state and pick the same point (four workers on SQLite ran 12
-trials for 9 points). Here a worker first *claims* a point by inserting the row
-(study, grid point, attempt) into ``grid_claims``, whose primary key is exactly those three
-columns. The database admits one row per key, on SQLite and PostgreSQL alike, so of two
-workers that try the same point at the same moment exactly one insert succeeds; the other
-gets an integrity error and looks again. Attempt k+1 of a point is only tried once
-attempt k has ended (its trial finished, or its worker is dead), and never once the point
-has a COMPLETE trial, so each point gets at most one live attempt and exactly one COMPLETE
-trial.
+two workers can read the same state and pick the same point. Here a worker first *claims* a
+unit by inserting the row (study, unit, attempt) into ``grid_claims``, whose primary key is
+exactly those three columns. The database admits one row per key, on SQLite and PostgreSQL
+alike, so of two workers that try the same unit at the same moment exactly one insert
+succeeds; the other gets an integrity error and looks again. Attempt k+1 of a unit is only
+tried once attempt k has ended (its trial finished, or its worker is dead), and never once
+the unit has a COMPLETE trial, so each unit gets at most one live attempt and exactly one
+COMPLETE trial.
 """
 
 from __future__ import annotations

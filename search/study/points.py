@@ -3,7 +3,7 @@
 A *unit* is one grid point at one replicate; exactly one COMPLETE trial finishes it. The grid
 map (the list of points, in order) and the number of replicates are stored on the study
 when it is created (``search.study.lifecycle``), so a unit's id never depends on how an
-Optuna release orders its grid. The runner, the progress view, the report and the study's
+Optuna release orders its grid. The worker loop, the progress view, the report and the study's
 note all read a unit's state from ``unit_status``:
 
 - pending: never tried, or only interrupted (an interruption costs no attempt);
@@ -38,6 +38,7 @@ EPOCHS_DONE = "epochs_done"  # trial user attribute: epochs trained so far
 EPOCH_SECONDS = "epoch_seconds"  # trial user attribute: each epoch's training seconds
 BEST_EPOCH = "best_epoch"  # trial user attribute: the epoch of the best validation accuracy
 TEST_ACCURACY = "test_accuracy"  # trial user attribute: recorded, never used to choose
+SECONDS = "seconds"  # trial user attribute: its epochs' training seconds, added up
 MODEL_ARTIFACT = "model_artifact"  # trial user attribute: its final model's artifact id
 MODEL_ERROR = "model_error"  # trial user attribute: why its final model was not stored
 GRID = "grid"  # study user attribute: the grid map, a list of parameter dicts
@@ -50,6 +51,20 @@ BUDGET = "budget"  # study user attribute: what the stored trials depend on
 def normalised(value: Any) -> Any:
     """``value`` as it reads back from storage (JSON): tuples become lists, and so on."""
     return json.loads(json.dumps(value))
+
+
+def format_value(value: Any) -> str:
+    """A hyperparameter value as reports print it: ``0.001``, ``128-64``, ``relu``."""
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, list | tuple) and value and all(isinstance(v, int) for v in value):
+        return "-".join(str(item) for item in value)
+    return str(value)
+
+
+def format_params(params: dict[str, Any]) -> str:
+    """``learning_rate=0.001 batch_size=32``."""
+    return " ".join(f"{name}={format_value(value)}" for name, value in params.items())
 
 
 def canonical(params: dict[str, Any]) -> str:

@@ -88,17 +88,19 @@ def _in_main_thread() -> bool:
 
 @contextlib.contextmanager
 def _no_interrupts() -> Iterator[None]:
-    """Hold Ctrl-C back while a trial's outcome is written, so it cannot split the write;
-    one that came meanwhile is raised once the write is done, not lost."""
+    """Hold Ctrl-C and SIGTERM back while a trial's outcome is written, so that neither can
+    split the write; one that came meanwhile is raised once the write is done, not lost."""
     if not _in_main_thread():
         yield
         return
     received: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    previous = {number: signal.signal(number, lambda signum, frame: received.append(signum))
+                for number in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
     if received:
         raise KeyboardInterrupt
 

@@ -161,7 +161,7 @@ class Objective:
         trial.set_user_attr(points.TEST_ACCURACY, float(test_accuracy))
         trial.set_user_attr("test_loss", float(test_loss))
         trial.set_user_attr(points.EPOCH_SECONDS, epoch_seconds)
-        trial.set_user_attr("seconds", sum(epoch_seconds))
+        trial.set_user_attr(points.SECONDS, sum(epoch_seconds))
         trial.set_user_attr("wall_seconds", time.perf_counter() - started)
         if self.on_finish is not None:  # now, while the trial runs: artifacts need that
             self.on_finish(trial, model)  # the final model: its test accuracy is stored

@@ -19,7 +19,8 @@ from optuna.trial import TrialState
 
 from search.options import RunOptions
 from search.study import points
-from search.worker.progress import format_params, format_seconds
+from search.study.points import format_params
+from search.worker.progress import format_seconds
 
 POLL_SECONDS = 1.0
 
@@ -80,30 +81,41 @@ def _start_worker(options: RunOptions) -> subprocess.Popen:
     return worker
 
 
+def _stop(workers: list[subprocess.Popen]) -> None:
+    """Interrupt the workers still running (each records its trial as interrupted), wait."""
+    for worker in workers:
+        if worker.poll() is None:
+            worker.send_signal(signal.SIGINT)
+    for worker in workers:
+        worker.wait()
+
+
 def run_pool(options: RunOptions, study: optuna.Study) -> tuple[bool, list[str]]:
     """Start the workers, watch the study until they exit.
 
-    Returns whether the run was interrupted, and a line for each worker that failed.
+    Returns whether the run was interrupted, and a line for each worker that failed. Should
+    this process fail while watching (its storage gone, say), the workers are stopped
+    first: none is left running without the process that started it.
     """
-    print(f"starting {options.workers} workers with {options.threads} CPU thread(s) each",
-          file=sys.stderr)
+    if options.show_progress:
+        print(f"starting {options.workers} workers with {options.threads} CPU thread(s) each",
+              file=sys.stderr)
     workers = [_start_worker(options) for _ in range(options.workers)]
-    monitor = StudyMonitor(study)
     interrupted = False
     try:
+        monitor = StudyMonitor(study) if options.show_progress else None
         # poll() every worker each round (no short-circuit): it also reaps the dead ones.
         while [worker.poll() for worker in workers].count(None):
-            monitor.poll()
+            if monitor is not None:
+                monitor.poll()
             time.sleep(POLL_SECONDS)
+        if monitor is not None:
+            monitor.poll()
     except KeyboardInterrupt:
         # A terminal's Ctrl-C reaches the workers too; a kill of this process alone does not.
         interrupted = True
-        for worker in workers:
-            if worker.poll() is None:
-                worker.send_signal(signal.SIGINT)
-        for worker in workers:
-            worker.wait()
-    monitor.poll()
+    finally:
+        _stop(workers)
     codes = [worker.returncode for worker in workers]
     failed = [f"worker {i + 1} exited with {code}" for i, code in enumerate(codes)
               if code not in (0, 130)]

@@ -12,7 +12,7 @@ import time
 import optuna
 
 from search.study import points
-from search.study.points import Unit
+from search.study.points import Unit, format_params
 
 
 def format_seconds(seconds: float) -> str:
@@ -24,10 +24,6 @@ def format_seconds(seconds: float) -> str:
         return f"{minutes}m{seconds:02d}s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h{minutes:02d}m"
-
-
-def format_params(params: dict) -> str:
-    return " ".join(f"{name}={value}" for name, value in params.items())
 
 
 def describe_unit(unit: Unit, repeats: int) -> str:
@@ -83,9 +79,9 @@ class Progress:
         if trial.state == optuna.trial.TrialState.COMPLETE:
             self.done += 1
             self._write(f"  done: val_accuracy {trial.value:.4f} (best epoch "
-                        f"{attrs.get('best_epoch')}), test_accuracy "
-                        f"{attrs.get('test_accuracy', float('nan')):.4f}, "
-                        f"{attrs.get('seconds', 0):.1f}s training "
+                        f"{attrs.get(points.BEST_EPOCH)}), test_accuracy "
+                        f"{attrs.get(points.TEST_ACCURACY, float('nan')):.4f}, "
+                        f"{attrs.get(points.SECONDS, 0):.1f}s training "
                         f"[{self.done} of {self.total} trials complete]")
         else:
             self._write(f"  {trial.state.name}: {attrs.get(points.FAILURE, '')}")
