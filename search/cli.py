@@ -6,12 +6,12 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from search.errors import SearchError
+from search import signals
+from search.errors import Interrupted, SearchError
 
 # Before TensorFlow is imported anywhere: keep its C++ start-up chatter off the terminal.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -52,16 +52,10 @@ def setup_logging(verbose: bool) -> None:
         logging.getLogger(noisy).setLevel(logging.INFO if verbose else logging.ERROR)
 
 
-def _on_sigterm(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt  # a terminated run is recorded like Ctrl-C: resumable
-
-
 def handle_signals_and_errors(action: Callable[[], int], verbose: bool) -> int:
     """Run ``action``; a SearchError is one line and exit 1, an interruption exit 130."""
-    from search.worker.loop import Interrupted, ignore_further_interrupts
-
     setup_logging(verbose)
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    signals.sigterm_as_interrupt()
     try:
         return action()
     except SearchError as error:
@@ -76,6 +70,6 @@ def handle_signals_and_errors(action: Callable[[], int], verbose: bool) -> int:
             print(RESUME_HINT, file=sys.stderr)
         return 130
     except KeyboardInterrupt:
-        ignore_further_interrupts()
+        signals.ignore_further_interrupts()
         print(RESUME_HINT, file=sys.stderr)
         return 130

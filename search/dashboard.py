@@ -15,9 +15,9 @@ import wsgiref.simple_server
 import optuna_dashboard
 from optuna.artifacts import FileSystemArtifactStore
 
-from search import cli, definition, options
+from search import cli
 from search.errors import SearchError
-from search.study import lifecycle
+from search.locations import locate_stored
 from search.study.storage import open_for_reading
 
 
@@ -44,13 +44,12 @@ def make_server(args: argparse.Namespace) -> tuple[wsgiref.simple_server.WSGISer
     """The dashboard's HTTP server, bound but not yet serving, and its URL."""
     if not 0 <= args.port <= 65535:
         raise SearchError(f"--port must lie in 0..65535, not {args.port}")
-    studies_dir = args.studies_dir or definition.STUDIES_DIR
-    url = options.stored_study_url(args.study, args.storage, studies_dir)
-    storage = open_for_reading(url, args.study)
-    study_id = storage.get_study_id_from_name(args.study)
+    locations = locate_stored(args.study, args.storage, args.studies_dir)
+    rdb = open_for_reading(locations.storage_url, args.study)
+    study_id = rdb.get_study_id_from_name(args.study)
     # Not created here: a study that has attached nothing yet simply lists no artifacts.
-    store = FileSystemArtifactStore(lifecycle.artifact_root(url, args.study, studies_dir))
-    app = optuna_dashboard.wsgi(storage, artifact_store=store)
+    store = FileSystemArtifactStore(locations.artifacts)
+    app = optuna_dashboard.wsgi(rdb, artifact_store=store)
     try:
         server = wsgiref.simple_server.make_server(args.host, args.port, app,
                                                    server_class=_Server,

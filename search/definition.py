@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from search import definition_schema, knobs
+from search.definition_schema import default
 from search.errors import SearchError
 
 # The user's definitions, and by default their databases, checkpoints and artifacts: a
@@ -38,18 +39,18 @@ class StudyDefinition:
 
     name: str
     search_space: dict[str, list[Any]]  # Optuna's values: hidden_units as "128-64"
-    epochs: int = 10
+    epochs: int = default("epochs")
     hidden_units: list[int] = dataclasses.field(
-        default_factory=lambda: list(knobs.SEED_MODEL["hidden_units"]))
-    validation_size: int = 6000
-    seed: int = 0
-    activation: str = knobs.SEED_MODEL["activation"]
-    dropout: float = knobs.SEED_MODEL["dropout"]
-    optimizer: str = knobs.SEED_MODEL["optimizer"]
-    max_attempts: int = 3
-    repeats: int = 1  # replicates per grid point; may grow on a stored study, never shrink
-    train_size: int | None = None
-    storage_url: str | None = None
+        default_factory=lambda: list(default("hidden_units")))
+    validation_size: int = default("validation_size")
+    seed: int = default("seed")
+    activation: str = default("activation")
+    dropout: float = default("dropout")
+    optimizer: str = default("optimizer")
+    max_attempts: int = default("max_attempts")
+    repeats: int = default("repeats")  # per grid point; may grow on a stored study, never shrink
+    train_size: int | None = default("train_size")
+    storage_url: str | None = None  # the definition's [storage] url
     source: str = ""
 
     @property
@@ -58,9 +59,6 @@ class StudyDefinition:
         names = list(self.search_space)
         values = itertools.product(*(self.search_space[name] for name in names))
         return [dict(zip(names, point, strict=True)) for point in values]
-
-    def default_storage_url(self, studies_dir: Path = STUDIES_DIR) -> str:
-        return self.storage_url or f"sqlite:///{studies_dir / self.name}.db"
 
     def with_overrides(self, epochs: int | None = None, train_size: int | None = None,
                        repeats: int | None = None, name_suffix: str = "") -> StudyDefinition:

@@ -13,26 +13,35 @@ from typing import Any
 from search import knobs
 from search.errors import SearchError
 
-# Each key: (type or types, required, default). Every [training] key defaults to the seed's
-# setup, so a study file holds only what differs from it.
-_SCHEMA: dict[str, dict[str, tuple[Any, bool, Any]]] = {
+DEFAULT_MAX_ATTEMPTS = 3  # errors before a unit is given up; studies stored without one too
+
+# Each key: (type or types, default). Every [training] key defaults to the seed's setup, so
+# a study file holds only what differs from it; ``StudyDefinition`` takes its defaults here.
+_SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
     "search_space": {},  # the parameters search.knobs checks, each a non-empty list of values
     "training": {
-        "epochs": (int, False, 10),
-        "hidden_units": (list, False, knobs.SEED_MODEL["hidden_units"]),
-        "activation": (str, False, knobs.SEED_MODEL["activation"]),
-        "dropout": (int | float, False, knobs.SEED_MODEL["dropout"]),
-        "optimizer": (str, False, knobs.SEED_MODEL["optimizer"]),
-        "validation_size": (int, False, 6000),
-        "train_size": (int, False, None),
-        "seed": (int, False, 0),
-        "max_attempts": (int, False, 3),
-        "repeats": (int, False, 1),
+        "epochs": (int, 10),
+        "hidden_units": (list, knobs.SEED_MODEL["hidden_units"]),
+        "activation": (str, knobs.SEED_MODEL["activation"]),
+        "dropout": (int | float, knobs.SEED_MODEL["dropout"]),
+        "optimizer": (str, knobs.SEED_MODEL["optimizer"]),
+        "validation_size": (int, 6000),
+        "train_size": (int, None),
+        "seed": (int, 0),
+        "max_attempts": (int, DEFAULT_MAX_ATTEMPTS),
+        "repeats": (int, 1),
     },
     "storage": {
-        "url": (str, False, None),
+        "url": (str, None),
     },
 }
+
+
+def default(key: str) -> Any:
+    """The default of a [training] key."""
+    return _SCHEMA["training"][key][1]
+
+
 _REQUIRED_PARAMETERS = ("learning_rate", "batch_size")
 
 
@@ -70,11 +79,9 @@ def _section_values(document: dict[str, Any], source: str) -> dict[str, Any]:
             if key not in _SCHEMA[section]:
                 raise SearchError(f"{source}: unknown key {f'{section}.{key}'!r}; expected "
                                   f"one of {', '.join(_SCHEMA[section])}")
-        for key, (expected, required, default) in _SCHEMA[section].items():
+        for key, (expected, value) in _SCHEMA[section].items():
             if key not in table:
-                if required:
-                    raise SearchError(f"{source}: '{section}.{key}' is missing")
-                fields[key] = default
+                fields[key] = value
                 continue
             _check_type(source, f"{section}.{key}", table[key], expected)
             fields[key] = table[key]

@@ -1,6 +1,8 @@
-"""The one exception type that reaches a person as a single line."""
+"""The two ways a run ends early that reach a person: a one-line error, an interruption."""
 
 from __future__ import annotations
+
+from typing import Any
 
 
 class SearchError(Exception):
@@ -9,3 +11,15 @@ class SearchError(Exception):
     The CLI prints it as one line and exits non-zero; it is never a bug, so no
     traceback is shown.
     """
+
+
+class Interrupted(Exception):
+    """Ctrl-C or SIGTERM stopped a run; the interrupted trial's checkpoint is kept.
+
+    ``trial_number`` is None when no single trial was stopped (several workers were).
+    """
+
+    def __init__(self, trial_number: int | None = None, params: dict[str, Any] | None = None,
+                 epochs_done: int = 0) -> None:
+        super().__init__("interrupted")
+        self.trial_number, self.params, self.epochs_done = trial_number, params, epochs_done

@@ -13,8 +13,8 @@ from typing import Any
 
 from search.errors import SearchError
 
-# Names Keras resolves (keras.activations.get) and optimizers search.training.model builds;
-# spelled out here so that reading a definition never imports TensorFlow.
+# Names Keras resolves (keras.activations.get, keras.optimizers.get), spelled out here so
+# that reading a definition never imports TensorFlow.
 ACTIVATIONS = ("relu", "gelu", "tanh", "sigmoid", "elu", "selu", "silu", "swish", "leaky_relu",
                "relu6", "mish", "softplus", "softsign")
 OPTIMIZERS = ("adam", "sgd", "rmsprop")

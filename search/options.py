@@ -14,19 +14,17 @@ import os
 import time
 from pathlib import Path
 
-from search import definition
-from search.definition import STUDIES_DIR, StudyDefinition
+from search.definition import StudyDefinition
 from search.errors import SearchError
+from search.locations import Locations, locate
 
 QUICK_TRAIN_SIZE = 2000
-STORAGE_VARIABLE = "OPTUNA_STORAGE"  # as Optuna's own command line reads it
 
 
 @dataclasses.dataclass(frozen=True)
 class RunOptions:
     definition: StudyDefinition  # with --quick, --epochs and --repeats applied
-    storage_url: str
-    studies_dir: Path = STUDIES_DIR
+    locations: Locations
     data_dir: str | None = None
     workers: int = 1
     threads: int = 1  # CPU threads per worker
@@ -34,16 +32,20 @@ class RunOptions:
     retry_failed: bool = False
     show_progress: bool = True
 
+    @property
+    def storage_url(self) -> str:
+        return self.locations.storage_url
+
     def to_json(self) -> str:
         fields = dataclasses.asdict(self)
-        fields["studies_dir"] = str(self.studies_dir)
+        fields["locations"] = self.locations.to_dict()
         return json.dumps(fields)
 
     @classmethod
     def from_json(cls, text: str) -> RunOptions:
         fields = json.loads(text)
         fields["definition"] = StudyDefinition(**fields["definition"])
-        fields["studies_dir"] = Path(fields["studies_dir"])
+        fields["locations"] = Locations.from_dict(fields["locations"])
         return cls(**fields)
 
 
@@ -98,22 +100,7 @@ def effective_definition(definition: StudyDefinition, *, epochs: int | None = No
     return definition.with_overrides(repeats=repeats)
 
 
-def storage_url(definition: StudyDefinition, given: str | None, studies_dir: Path) -> str:
-    """--storage, else $OPTUNA_STORAGE, else the definition's [storage] url, else a SQLite
-    file beside the definitions."""
-    return given or os.environ.get(STORAGE_VARIABLE) or \
-        definition.default_storage_url(studies_dir)
-
-
-def stored_study_url(name: str, given: str | None, studies_dir: Path) -> str:
-    """Where ``python -m search.run`` stored the study NAME (NAME-quick and NAME-epochsN
-    included): for the tools that read it."""
-    if given or os.environ.get(STORAGE_VARIABLE):
-        return given or os.environ[STORAGE_VARIABLE]
-    return storage_url(definition.find(name, studies_dir), None, studies_dir)
-
-
-def make_options(definition: StudyDefinition, *, storage: str | None = None,
+def make_options(definition: StudyDefinition, *, storage_url: str | None = None,
                  studies_dir: Path | None = None, data_dir: str | None = None,
                  workers: int | str = 1, threads: int | None = None,
                  epochs: int | None = None,
@@ -129,12 +116,11 @@ def make_options(definition: StudyDefinition, *, storage: str | None = None,
         raise SearchError(f"--workers must be a positive number or 'auto', not {workers!r}")
     _positive("--workers", workers)
     _positive("--threads", threads)
-    studies_dir = studies_dir or STUDIES_DIR
     effective = effective_definition(definition, epochs=epochs, quick=quick, repeats=repeats)
     # One thread per worker. XLA hardly splits this MLP's small matrix products, and N
     # single-thread workers on N cores do not oversubscribe them; the spare core compiles.
     return RunOptions(definition=effective,
-                      storage_url=storage_url(effective, storage, studies_dir),
-                      studies_dir=studies_dir, data_dir=None if data_dir is None
+                      locations=locate(effective, storage_url, studies_dir),
+                      data_dir=None if data_dir is None
                       else str(data_dir), workers=workers, threads=threads or 1,
                       fresh=fresh, retry_failed=retry_failed, show_progress=show_progress)

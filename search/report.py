@@ -18,13 +18,11 @@ from pathlib import Path
 
 import optuna
 
-from search import cli, definition, options
+from search import cli
 from search.errors import SearchError
+from search.locations import locate_stored
 from search.results import figures, table
-from search.study import lifecycle
 from search.study.storage import load_for_reading, storage_errors
-
-REPORTS_DIR = Path("reports")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,8 +52,8 @@ def _exports(study: optuna.Study, args: argparse.Namespace) -> list[tuple[Path, 
 
 def write_report(args: argparse.Namespace) -> list[Path]:
     """Print the summary; write the figures and exports; return the files written."""
-    studies_dir = args.studies_dir or definition.STUDIES_DIR
-    url = options.stored_study_url(args.study, args.storage, studies_dir)
+    locations = locate_stored(args.study, args.storage, args.studies_dir)
+    url = locations.storage_url
     study = load_for_reading(url, args.study)
     with storage_errors(url):
         print(table.summary(study))
@@ -63,11 +61,10 @@ def write_report(args: argparse.Namespace) -> list[Path]:
         if args.export_model is not None:
             from search.results import export
 
-            model = export.export_best_model(study, args.export_model, lifecycle.artifact_root(
-                url, args.study, studies_dir))
+            model = export.export_best_model(study, args.export_model, locations.artifacts)
             print(f"\n{model.line()}")
             exported.append(model.path)
-        target = args.out or REPORTS_DIR / args.study
+        target = args.out or locations.reports
         try:
             written = figures.write_all(study, target) + exported
             for path, text in _exports(study, args):

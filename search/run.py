@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from search import api, cli, definition, options
+from search import cli, definition, options, running
 
 
 def _workers(text: str) -> int | str:
@@ -51,14 +51,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def run(args: argparse.Namespace) -> int:
+def options_from(args: argparse.Namespace) -> options.RunOptions:
+    """The flags as the options of a run."""
     studies_dir = args.studies_dir or definition.STUDIES_DIR
-    run_options = options.make_options(
-        definition.load(args.study, studies_dir), storage=args.storage,
+    return options.make_options(
+        definition.load(args.study, studies_dir), storage_url=args.storage,
         studies_dir=studies_dir, data_dir=args.data_dir, workers=args.workers,
         threads=args.threads, epochs=args.epochs, quick=args.quick, repeats=args.repeats,
         fresh=args.fresh, retry_failed=args.retry_failed)
-    result = api.run(run_options)
+
+
+def run_and_print(args: argparse.Namespace) -> int:
+    """Run the study, print its table and verdict; the exit code."""
+    run_options = options_from(args)
+    result = running.run(run_options)
     from search.results import table  # after the run: SciPy need not delay the workers
 
     print(table.summary(result.study))
@@ -73,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return cli.handle_signals_and_errors(lambda: run(args), args.verbose)
+    return cli.handle_signals_and_errors(lambda: run_and_print(args), args.verbose)
 
 
 if __name__ == "__main__":

@@ -61,7 +61,7 @@ def storage(tmp_path: Path):
 
     opened = open_storage(f"sqlite:///{tmp_path}/grid.db")
     yield opened
-    opened.optuna.engine.dispose()
+    opened.rdb.engine.dispose()
 
 
 @pytest.fixture(scope="session")

@@ -45,7 +45,7 @@ def test_a_valid_file_round_trips(tmp_path: Path) -> None:
     loaded = definition.load("mine", tmp_path)
     assert (loaded.epochs, loaded.hidden_units, loaded.seed) == (2, [16, 8], 0)
     assert loaded.max_attempts == 3 and loaded.train_size is None and loaded.repeats == 1
-    assert loaded.default_storage_url(tmp_path) == f"sqlite:///{tmp_path}/mine.db"
+    assert loaded.storage_url is None  # no [storage] url: search.locations picks the file
     assert loaded.source == VALID
 
 

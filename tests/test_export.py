@@ -78,7 +78,7 @@ class Scores:
 def run(storage, root: Path | None) -> optuna.Study:
     study = lifecycle.open_study(storage, definition.parse(GRID_TOML, "grid", "grid.toml"))
     hook = artifacts.TrialArtifacts(root) if root is not None else None
-    loop.run_worker(storage, study, Scores(hook))
+    loop.work(storage, study, Scores(hook))
     return study
 
 
@@ -90,7 +90,7 @@ def stored(tmp_path_factory):
     folder = tmp_path_factory.mktemp("stored")
     opened = open_storage(f"sqlite:///{folder}/grid.db")
     yield opened, run(opened, folder / "artifacts"), folder / "artifacts"
-    opened.optuna.engine.dispose()
+    opened.rdb.engine.dispose()
 
 
 def one_line(raised: pytest.ExceptionInfo, *fragments: str) -> None:
@@ -117,7 +117,7 @@ def test_every_complete_trial_stores_its_model_and_names_it_in_its_note(stored) 
     for trial in study.get_trials():
         assert trial.state == TrialState.COMPLETE
         artifact_id = trial.user_attrs[points.MODEL_ARTIFACT]
-        metas = optuna.artifacts.get_all_artifact_meta(trial, storage=storage.optuna)
+        metas = optuna.artifacts.get_all_artifact_meta(trial, storage=storage.rdb)
         names = {meta.artifact_id: meta.filename for meta in metas}
         assert names[artifact_id] == f"trial-{trial.number}-model.keras"
         with store.open_reader(artifact_id) as reader:
@@ -203,13 +203,13 @@ def test_the_exported_model_scores_the_stored_test_accuracy(
         tmp_path: Path, mnist_dir: Path, tiny_data, capsys) -> None:
     import keras
 
-    from search import api
+    from search import running
     from tests.conftest import write_definition
 
     write_definition(tmp_path / "studies", "tiny", learning_rates=(0.001, 0.01))
     url = f"sqlite:///{tmp_path}/tiny.db"
-    result = api.run_study("tiny", storage=url, studies_dir=tmp_path / "studies",
-                           data_dir=mnist_dir, workers=1, repeats=3, show_progress=False)
+    result = running.run_study("tiny", storage_url=url, studies_dir=tmp_path / "studies",
+                               data_dir=mnist_dir, workers=1, repeats=3, show_progress=False)
     assert result.complete == 6
     assert all(points.MODEL_ARTIFACT in t.user_attrs for t in result.trials)
 

@@ -17,7 +17,7 @@ from optuna.trial import TrialState
 
 from search import definition, run
 from search.results import table
-from search.study import lifecycle, points
+from search.study import claims, lifecycle, points
 from search.study.optuna_internals import study_id, trial_id
 from search.study.storage import open_storage
 from search.training.compiled import CompiledTraining
@@ -33,13 +33,26 @@ def load_tiny(tmp_path: Path, **kwargs) -> definition.StudyDefinition:
     return definition.load("tiny", tmp_path)
 
 
-def run_worker(storage, tiny, data, **settings) -> loop.WorkerResult:
-    """One worker in this process, as ``python -m search.worker`` runs it, on ``data``."""
-    max_trials = settings.pop("max_trials", None)
+class _Enough(Exception):
+    pass
+
+
+def run_worker(storage, tiny, data, trials: int | None = None,
+               **settings) -> list[TrialState]:
+    """One worker in this process, as ``python -m search.worker`` runs it, on ``data`` (for
+    its first ``trials`` trials only, if given); the states of the trials it ended."""
+    ended: list[TrialState] = []
+
+    def trial_end(trial: optuna.trial.FrozenTrial) -> None:
+        ended.append(trial.state)
+        if len(ended) == trials:
+            raise _Enough
+
     study = lifecycle.open_study(storage, tiny)
-    with CompiledTraining() as compiled:
-        return loop.run_worker(storage, study, Objective(tiny, data, compiled, **settings),
-                               max_trials=max_trials)
+    with CompiledTraining() as compiled, contextlib.suppress(_Enough):
+        loop.work(storage, study, Objective(tiny, data, compiled, **settings),
+                  on_trial_end=trial_end)
+    return ended
 
 
 def test_a_failing_point_is_retried_then_reported_given_up(tmp_path, tiny_data, mnist_dir,
@@ -52,9 +65,9 @@ def test_a_failing_point_is_retried_then_reported_given_up(tmp_path, tiny_data, 
         if trial.params["learning_rate"] == 0.001:
             raise FloatingPointError("loss became nan")
 
-    result = run_worker(storage, tiny, tiny_data, on_epoch=diverge_at_low_rate)
-    assert (result.completed, result.failed) == (1, 2)
-    loaded = optuna.load_study(study_name="tiny", storage=storage.optuna)
+    ended = run_worker(storage, tiny, tiny_data, on_epoch=diverge_at_low_rate)
+    assert sorted(ended) == [TrialState.COMPLETE, TrialState.FAIL, TrialState.FAIL]
+    loaded = optuna.load_study(study_name="tiny", storage=storage.rdb)
     states = {status.unit.params["learning_rate"]: status.state(tiny.max_attempts)
               for status in points.unit_status(loaded)}
     assert states == {0.001: "given up", 0.01: "complete"}
@@ -63,8 +76,7 @@ def test_a_failing_point_is_retried_then_reported_given_up(tmp_path, tiny_data, 
     assert "given up: learning_rate=0.001 batch_size=64 replicate 1: error: " \
         "FloatingPointError: loss became nan" in text
     # A rerun does not try a given-up point again, nor touch the finished one.
-    again = run_worker(storage, tiny, tiny_data)
-    assert again.trials_run == 0
+    assert run_worker(storage, tiny, tiny_data) == []
     before = [(t.number, t.state, t.user_attrs) for t in loaded.get_trials()]
 
     # Once the cause is fixed, --retry-failed runs the given-up point again; nothing else.
@@ -89,9 +101,9 @@ def _foreign_running_trial(storage, tiny, unit: points.Unit, heartbeat_age: floa
     study = lifecycle.open_study(storage, tiny)
     owner = "elsewhere/boot/1/1"
     storage.claims.try_claim(study_id(study), unit.id, 0, owner)
-    trial = loop._start_trial(study, storage, unit, 0, owner)  # as a worker there made it
-    storage.optuna.record_heartbeat(trial_id(trial))
-    with storage.optuna.engine.begin() as connection:
+    trial = claims.start_trial(study, storage, unit, 0, owner)  # as a worker there made it
+    storage.rdb.record_heartbeat(trial_id(trial))
+    with storage.rdb.engine.begin() as connection:
         connection.execute(sqlalchemy.text(
             "UPDATE trial_heartbeats SET heartbeat = :when WHERE trial_id = :id"),
             {"when": datetime.datetime.now() - datetime.timedelta(seconds=heartbeat_age),
@@ -106,10 +118,9 @@ def test_a_silent_foreign_worker_is_replaced_a_live_one_is_not(tmp_path, tiny_da
     stale = _foreign_running_trial(storage, tiny, units[0], heartbeat_age=3600)
     alive = _foreign_running_trial(storage, tiny, units[1], heartbeat_age=0)
 
-    result = run_worker(storage, tiny, tiny_data, max_trials=1)
-    assert result.completed == 1
+    assert run_worker(storage, tiny, tiny_data, trials=1) == [TrialState.COMPLETE]
     trials = {t.number: t for t in
-              optuna.load_study(study_name="tiny", storage=storage.optuna).get_trials()}
+              optuna.load_study(study_name="tiny", storage=storage.rdb).get_trials()}
     assert trials[stale].state == TrialState.FAIL
     assert trials[stale].user_attrs["failure"] == "worker died: its heartbeat stopped"
     assert trials[alive].state == TrialState.RUNNING  # another machine's work is left alone

@@ -19,9 +19,8 @@ import sqlalchemy
 from search import definition as definitions
 from search.results import figures, grid_figure, statistics
 from search.results.table import PointRow
-from search.study import lifecycle, points
+from search.study import claims, lifecycle, points
 from search.study.storage import open_storage
-from search.worker import loop
 
 FIGURES = ["best_point_curves.png", "heatmap.png", "validation_curves.png"]
 EPOCHS = 4
@@ -63,12 +62,12 @@ def make_study(folder: Path, *, learning_rates: tuple = (0.0001, 0.001, 0.01),
         repeats = {repeats}
         """)
     storage = open_storage(f"sqlite:///{folder}/s.db")
-    without_fsync(storage.optuna.engine)
+    without_fsync(storage.rdb.engine)
     study = lifecycle.open_study(storage, definitions.parse(text, "figures", "test"))
     units = points.units(points.stored_grid(study), repeats)
     complete = len(units) if complete is None else complete
     for index, unit in enumerate(units[:complete + running]):
-        trial = loop._start_trial(study, storage, unit, 1, "test")
+        trial = claims.start_trial(study, storage, unit, 1, "test")
         if index >= complete:  # left RUNNING, as a worker mid-training leaves it
             continue
         curves = history(unit)

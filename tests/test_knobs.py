@@ -25,7 +25,7 @@ from search.training.checkpoints import CheckpointStore
 from search.training.compiled import CompiledTraining
 from search.training.copies import Copy, architecture_of, epoch_order
 from search.training.dropout import dropout_seeds, seed_states
-from search.training.model import OPTIMIZERS, build_model
+from search.training.model import build_model
 from search.worker import loop
 
 PAIR = "[search_space]\nlearning_rate = [0.001, 0.01]\nbatch_size = [32]\n"
@@ -180,7 +180,7 @@ def test_a_changed_model_is_refused_naming_the_key(tmp_path: Path, first: str, t
         assert "\n" not in str(caught.value)
         lifecycle.open_study(storage, _parse(PAIR + "[training]\n" + first + "\n"))
     finally:
-        storage.optuna.engine.dispose()
+        storage.rdb.engine.dispose()
 
 
 # --- the grid through the worker loop --------------------------------------------------------
@@ -209,7 +209,7 @@ def test_a_grid_over_every_knob_runs_each_point_once_and_reads_back(tmp_path: Pa
     try:
         study = lifecycle.open_study(storage, loaded)
         objective = _Scores(loaded)
-        loop.run_worker(storage, study, objective)
+        loop.work(storage, study, objective)
         trials = [t for t in study.get_trials() if t.state == TrialState.COMPLETE]
         assert len(trials) == len(loaded.grid) == 32
         for trial in trials:
@@ -219,7 +219,7 @@ def test_a_grid_over_every_knob_runs_each_point_once_and_reads_back(tmp_path: Pa
         assert "128-64" in shown and "[128, 64]" not in shown
         assert lifecycle.open_study(storage, loaded)  # reopens: same budget, same grid
     finally:
-        storage.optuna.engine.dispose()
+        storage.rdb.engine.dispose()
 
 
 # --- the model -----------------------------------------------------------------------------
@@ -259,7 +259,12 @@ def test_build_model_refuses_bad_values() -> None:
 
 
 def test_the_definitions_names_are_the_ones_keras_and_the_model_know() -> None:
-    assert knobs.OPTIMIZERS == tuple(OPTIMIZERS)
+    expected = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD,
+                "rmsprop": keras.optimizers.RMSprop}
+    for name in knobs.OPTIMIZERS:
+        built = build_model([8], 0.01, optimizer=name).optimizer
+        assert type(built) is expected[name]
+        assert float(built.learning_rate) == pytest.approx(0.01)
     for name in knobs.ACTIVATIONS:
         assert callable(keras.activations.get(name))
 

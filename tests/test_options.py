@@ -13,6 +13,7 @@ import pytest
 
 from search import definition, options, run
 from search.errors import SearchError
+from search.locations import STORAGE_VARIABLE, locate
 from search.worker import pool
 
 DEFINITION = definition.parse("""\
@@ -65,34 +66,37 @@ def test_quick_and_epochs_exclude_each_other() -> None:
 
 def test_storage_comes_from_the_flag_then_the_environment_then_the_definition(
         monkeypatch, tmp_path: Path) -> None:
-    monkeypatch.delenv(options.STORAGE_VARIABLE, raising=False)
-    assert options.storage_url(DEFINITION, None, tmp_path) == f"sqlite:///{tmp_path}/tiny.db"
-    monkeypatch.setenv(options.STORAGE_VARIABLE, SECRET_URL)
-    assert options.storage_url(DEFINITION, None, tmp_path) == SECRET_URL
-    assert options.storage_url(DEFINITION, "sqlite:///x.db", tmp_path) == "sqlite:///x.db"
+    monkeypatch.delenv(STORAGE_VARIABLE, raising=False)
+    assert locate(DEFINITION, None, tmp_path).storage_url == f"sqlite:///{tmp_path}/tiny.db"
+    monkeypatch.setenv(STORAGE_VARIABLE, SECRET_URL)
+    assert locate(DEFINITION, None, tmp_path).storage_url == SECRET_URL
+    assert locate(DEFINITION, "sqlite:///x.db", tmp_path).storage_url == "sqlite:///x.db"
 
 
 def test_options_round_trip_through_json() -> None:
-    made = options.make_options(DEFINITION, storage=SECRET_URL, workers=2, repeats=3,
+    made = options.make_options(DEFINITION, storage_url=SECRET_URL, workers=2, repeats=3,
                                 data_dir="/data", fresh=True)
     assert options.RunOptions.from_json(made.to_json()) == made
 
 
 def test_workers_get_the_storage_url_on_stdin_not_on_their_command_line() -> None:
-    made = options.make_options(DEFINITION, storage=SECRET_URL, workers=2)
+    made = options.make_options(DEFINITION, storage_url=SECRET_URL, workers=2)
     command = pool.worker_command()
     assert not any("s3cret" in part or "postgresql" in part for part in command)
     assert "s3cret" in pool.worker_input(made)
 
 
-def test_the_run_parser_reads_every_flag(tmp_path: Path) -> None:
-    args = run.build_parser().parse_args([
-        "--study", "mnist", "--storage", "sqlite:///x.db", "--data-dir", "d", "--epochs", "2",
-        "--quick", "--repeats", "3", "--workers", "2", "--threads", "1", "--fresh",
-        "--retry-failed", "--studies-dir", str(tmp_path), "-v"])
-    assert (args.study, args.repeats, args.workers, args.studies_dir) == \
-        ("mnist", 3, 2, tmp_path)
-    assert args.quick and args.fresh and args.retry_failed and args.verbose
+def test_every_run_flag_reaches_the_options(tmp_path: Path) -> None:
+    (tmp_path / "tiny.toml").write_text(DEFINITION.source)
+    made = run.options_from(run.build_parser().parse_args([
+        "--study", "tiny", "--storage", "sqlite:///x.db", "--data-dir", "d", "--epochs", "2",
+        "--repeats", "3", "--workers", "2", "--threads", "4", "--fresh", "--retry-failed",
+        "--studies-dir", str(tmp_path)]))
+    assert (made.definition.name, made.definition.epochs, made.definition.repeats) == \
+        ("tiny-epochs2", 2, 3)
+    assert (made.storage_url, made.locations.studies_dir, made.data_dir) == \
+        ("sqlite:///x.db", tmp_path, "d")
+    assert (made.workers, made.threads, made.fresh, made.retry_failed) == (2, 4, True, True)
 
 
 @pytest.mark.parametrize("argv", [[], ["--study"], ["--study", "x", "--workers", "two"],

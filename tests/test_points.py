@@ -15,10 +15,11 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from search import definition
+from search import definition, signals
 from search.errors import SearchError
 from search.results import table
 from search.study import claims, lifecycle, points
+from search.study.claim_table import current_owner
 from search.study.optuna_internals import study_id, trial_id
 from search.worker import loop
 
@@ -64,9 +65,30 @@ class Scores:
         pass
 
 
-def run(storage, grid_definition, objective=None, **kwargs) -> optuna.Study:
+class _Enough(Exception):
+    pass
+
+
+def _stop_after(trials: int):
+    """An on_trial_end listener that stops the worker once ``trials`` trials have ended."""
+    ended = []
+
+    def listener(trial: optuna.trial.FrozenTrial) -> None:
+        ended.append(trial.number)
+        if len(ended) == trials:
+            raise _Enough
+
+    return listener
+
+
+def run(storage, grid_definition, objective=None, trials: int | None = None) -> optuna.Study:
+    """Work through the study, or through its first ``trials`` trials."""
     study = lifecycle.open_study(storage, grid_definition)
-    loop.run_worker(storage, study, objective or Scores(), **kwargs)
+    try:
+        loop.work(storage, study, objective or Scores(),
+                  on_trial_end=_stop_after(trials) if trials else None)
+    except _Enough:
+        pass
     return study
 
 
@@ -103,8 +125,9 @@ def test_every_trial_records_its_start_and_so_its_duration(storage) -> None:
 def test_a_rerun_adds_nothing(storage) -> None:
     study = run(storage, make_definition(repeats=2))
     before = [(t.number, t.params, t.value) for t in study.get_trials()]
-    again = lifecycle.open_study(storage, make_definition(repeats=2))
-    assert loop.run_worker(storage, again, Scores()).trials_run == 0
+    objective = Scores()
+    again = run(storage, make_definition(repeats=2), objective)
+    assert objective.calls == []
     assert [(t.number, t.params, t.value) for t in again.get_trials()] == before
 
 
@@ -133,27 +156,19 @@ def test_a_changed_budget_is_refused(storage) -> None:
         lifecycle.open_study(storage, changed)
 
 
-def test_a_grid_listed_in_another_order_continues_exactly(storage, monkeypatch) -> None:
-    # Half the units run; then the definition lists its parameters the other way round and
-    # GridSampler orders its grid differently (as a new Optuna release may). Units are
-    # identified through the map stored on the study, so each point still runs once.
-    run(storage, make_definition(), max_trials=2)
-    original = optuna.samplers.GridSampler.__init__
-
-    def reversed_grid(self, *args, **kwargs) -> None:
-        original(self, *args, **kwargs)
-        self._all_grids = list(reversed(self._all_grids))
-
-    monkeypatch.setattr(optuna.samplers.GridSampler, "__init__", reversed_grid)
-    study = lifecycle.open_study(storage, make_definition(swapped=True))
-    loop.run_worker(storage, study, Scores())
+def test_a_grid_listed_in_another_order_continues_exactly(storage) -> None:
+    # Half the units run; then the definition lists its parameters the other way round, so
+    # its grid comes in another order. Units are identified through the map stored on the
+    # study, so each point still runs once.
+    run(storage, make_definition(), trials=2)
+    study = run(storage, make_definition(swapped=True))
     done = complete_units(study)
     assert len(done) == len(set(done)) == 4
     assert len(study.get_trials()) == 4
 
 
 def test_a_damaged_grid_map_is_refused(storage) -> None:
-    study = run(storage, make_definition(), max_trials=1)
+    study = run(storage, make_definition(), trials=1)
     grid = points.stored_grid(study)
     study.set_user_attr(points.GRID, [grid[0], grid[0], grid[2], grid[3]])
     with pytest.raises(SearchError, match="grid map does not match"):
@@ -161,52 +176,51 @@ def test_a_damaged_grid_map_is_refused(storage) -> None:
 
 
 def test_a_study_with_trials_but_no_stored_map_is_refused(storage) -> None:
-    study = run(storage, make_definition(), max_trials=1)
-    storage.optuna.set_study_user_attr(study_id(study), points.GRID, None)
+    study = run(storage, make_definition(), trials=1)
+    storage.rdb.set_study_user_attr(study_id(study), points.GRID, None)
     with pytest.raises(SearchError, match="stored no grid map"):
         lifecycle.open_study(storage, make_definition())
 
 
 def test_an_error_leaves_the_unit_retrying_then_given_up(storage) -> None:
-    study = lifecycle.open_study(storage, make_definition())
-    failing = Scores(fail={(0, 0)})
-    loop.run_worker(storage, study, failing, max_trials=1)
+    study = run(storage, make_definition(), Scores(fail={(0, 0)}), trials=1)
     assert points.states(study)[0] == points.RETRYING
-    # The worker loop may claim it again, and the report says the same as the loop.
-    assert claims.claim_next(study, storage, claims.current_owner())[0].point == 0
+    # The report says the same as the worker loop, which claims it again.
     rows, _ = table.point_rows(study)
     params = points.stored_grid(study)[0]
     assert [row.state for row in rows if row.summary.params == params] == [points.RETRYING]
+    assert claims.claim(study, storage, current_owner()).unit.point == 0
 
 
 def test_given_up_after_max_attempts_and_forgiven_by_retry(storage) -> None:
-    study = lifecycle.open_study(storage, make_definition())
-    loop.run_worker(storage, study, Scores(fail={(0, 0)}))
+    study = run(storage, make_definition(), Scores(fail={(0, 0)}))
     assert points.states(study) == [points.GIVEN_UP] + [points.COMPLETE] * 3
     assert [unit.point for unit in points.retry_given_up(study)] == [0]
     assert points.states(study)[0] == points.PENDING
-    loop.run_worker(storage, study, Scores())
+    run(storage, make_definition())
     assert points.states(study) == [points.COMPLETE] * 4
     assert [t.state for t in study.get_trials()].count(TrialState.FAIL) == 2
 
 
 def test_an_interruption_costs_no_attempt(storage) -> None:
     study = lifecycle.open_study(storage, make_definition())
-    unit, attempt = claims.claim_next(study, storage, claims.current_owner())
-    trial = loop._start_trial(study, storage, unit, attempt, claims.current_owner())
-    claims.mark_failed(storage, trial_id(trial), "interrupted after epoch 0: resumed")
-    assert points.states(study)[unit.id] == points.PENDING
+    claimed = claims.claim(study, storage, current_owner())
+    assert points.states(study)[claimed.unit.id] == points.RUNNING
+    claims.mark_failed(storage, trial_id(claimed.trial), "interrupted after epoch 0: resumed")
+    assert points.states(study)[claimed.unit.id] == points.PENDING
 
 
 def test_a_dead_local_worker_is_failed_and_its_unit_reclaimed(storage) -> None:
     study = lifecycle.open_study(storage, make_definition())
-    unit, attempt = claims.claim_next(study, storage, claims.current_owner())
-    host, boot, _, _ = claims.current_owner().split("/")
+    host, boot, _, _ = current_owner().split("/")
     dead = f"{host}/{boot}/{2**22 + os.getpid() % 1000}/1"  # no such process
-    trial = loop._start_trial(study, storage, unit, attempt, dead)
-    assert claims.fail_dead_trials(study, storage) == [trial.number]
-    again, next_attempt = claims.claim_next(study, storage, claims.current_owner())
-    assert (again.id, next_attempt) == (unit.id, attempt + 1)
+    # As a worker that then died made it: claimed, its trial RUNNING.
+    taken = claims.claim(study, storage, dead)
+    assert claims.fail_dead_trials(study, storage) == [taken.trial.number]
+    again = claims.claim(study, storage, current_owner())
+    assert again.unit == taken.unit
+    assert storage.rdb.get_trial(trial_id(again.trial)).system_attrs[points.CLAIM] == \
+        [taken.unit.id, 1]
 
 
 def test_two_claims_of_one_unit_attempt_one_wins(storage) -> None:
@@ -235,7 +249,7 @@ def test_ctrl_c_during_the_outcome_write_waits_for_the_write_then_stops(number) 
     written = []
     before = signal.getsignal(number)
     with pytest.raises(KeyboardInterrupt):
-        with loop._no_interrupts():
+        with signals.held_interrupts():
             os.kill(os.getpid(), number)
             time.sleep(0.05)  # the handler runs here, in the middle of the "write"
             written.append("outcome")

@@ -21,6 +21,7 @@ import pytest
 
 from search import definition as definitions
 from search import run
+from search.locations import locate
 from search.study import lifecycle
 from search.study.storage import open_storage
 from search.training.compiled import CompiledTraining
@@ -61,12 +62,16 @@ def partial(tmp_path_factory: pytest.TempPathFactory, tiny_data) -> Path:
     folder = tmp_path_factory.mktemp("partial")
     write_definition(folder, "part", learning_rates=(0.001, 0.01, 0.1))
     definition = definitions.load("part", folder)
-    storage = open_storage(definition.default_storage_url(folder))
+    storage = open_storage(locate(definition, studies_dir=folder).storage_url)
     study = lifecycle.open_study(storage, definition)
-    with CompiledTraining() as compiled:
-        loop.run_worker(storage, study, Objective(definition, tiny_data, compiled),
-                        max_trials=1)
-    storage.optuna.engine.dispose()
+
+    def stop(trial: optuna.trial.FrozenTrial) -> None:
+        raise KeyboardInterrupt  # as Ctrl-C after the first trial
+
+    with CompiledTraining() as compiled, pytest.raises(KeyboardInterrupt):
+        loop.work(storage, study, Objective(definition, tiny_data, compiled),
+                  on_trial_end=stop)
+    storage.rdb.engine.dispose()
     return folder
 
 

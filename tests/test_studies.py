@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from search import api, definition, options
+from search import definition, options, running
 from search.errors import SearchError
-from search.study import lifecycle
+from search.locations import STORAGE_VARIABLE, locate_stored
 
 REPO = Path(__file__).resolve().parent.parent
 MINE = """\
@@ -33,12 +33,8 @@ SHIPPED = ["mnist", "mnist-smoke", "mnist-width-dropout"]
 def empty_folder(tmp_path: Path, monkeypatch) -> Path:
     """The current folder is an empty one, as for a user of the installed package."""
     monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv(options.STORAGE_VARIABLE, raising=False)
+    monkeypatch.delenv(STORAGE_VARIABLE, raising=False)
     return tmp_path
-
-
-def test_the_default_studies_folder_is_relative_to_the_current_one() -> None:
-    assert definition.STUDIES_DIR == Path("studies")
 
 
 def test_shipped_definitions_are_found_from_an_empty_folder(empty_folder: Path) -> None:
@@ -80,15 +76,16 @@ def test_an_unknown_study_lists_both_places_in_one_line(empty_folder: Path) -> N
 def test_storage_checkpoints_and_artifacts_default_to_the_studies_folder(
         empty_folder: Path) -> None:
     shipped = definition.load("mnist")
-    made = options.make_options(shipped, quick=True)
+    made = options.make_options(shipped, quick=True).locations
     assert made.storage_url == "sqlite:///studies/mnist-quick.db"
-    assert lifecycle.checkpoint_root(made.storage_url, "mnist-quick", made.studies_dir) == \
-        Path("studies/mnist-quick.checkpoints/mnist-quick")
-    assert lifecycle.artifact_root(made.storage_url, "mnist-quick", made.studies_dir) == \
-        Path("studies/mnist-quick.artifacts")
+    assert made.checkpoints == Path("studies/mnist-quick.checkpoints/mnist-quick")
+    assert made.artifacts == Path("studies/mnist-quick.artifacts")
+    assert made.reports == Path("reports/mnist-quick")
     mine = empty_folder / "mine"
     assert options.make_options(shipped, studies_dir=mine).storage_url == \
         f"sqlite:///{mine}/mnist.db"
+    # The reading tools find the same places from the study's name alone.
+    assert locate_stored("mnist-quick") == made
 
 
 def test_a_run_makes_the_default_studies_folder_but_not_a_storage_folder(
@@ -96,10 +93,11 @@ def test_a_run_makes_the_default_studies_folder_but_not_a_storage_folder(
     no_data = str(empty_folder / "no-data")  # the run stops at the data, after its storage
     elsewhere = f"sqlite:///{empty_folder}/missing/x.db"
     with pytest.raises(SearchError, match="missing"):
-        api.run_study("mnist-smoke", storage=elsewhere, data_dir=no_data, workers=1)
+        running.run_study("mnist-smoke", storage_url=elsewhere, data_dir=no_data,
+                          workers=1)
     assert not (empty_folder / "missing").exists() and not (empty_folder / "studies").exists()
     with pytest.raises(SearchError, match="no-data"):
-        api.run_study("mnist-smoke", data_dir=no_data, workers=1)
+        running.run_study("mnist-smoke", data_dir=no_data, workers=1)
     assert (empty_folder / "studies").is_dir()
 
 

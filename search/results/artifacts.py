@@ -1,11 +1,11 @@
-"""What optuna-dashboard shows beyond its own plots: each trial's files, and a note.
+"""What optuna-dashboard shows of each trial beyond its own plots: the trial's files.
 
 optuna-dashboard draws one series per trial, so a trial's accuracy and loss cannot be seen
 together there. Every worker therefore attaches to every finished trial a PNG of its
 train/validation accuracy and loss, its history as CSV and its final model as a .keras file
-(Optuna artifacts, in a folder beside the study), and keeps a Markdown note on the study
-with the table and the verdict. ``python -m search.dashboard --study mnist`` serves
-the study and its files.
+(Optuna artifacts, in a folder beside the study). The study's own note, with the table and
+the verdict, is ``search.results.note``'s. ``python -m search.dashboard --study mnist``
+serves the study and its files.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from __future__ import annotations
 import csv
 import logging
 import tempfile
-import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,7 +22,7 @@ from optuna.artifacts import FileSystemArtifactStore, get_all_artifact_meta, upl
 from optuna.artifacts.exceptions import ArtifactNotFound
 
 from search.errors import SearchError
-from search.results import table, trial_figure
+from search.results import trial_figure
 from search.study import points
 from search.study.optuna_internals import study_id, trial_id
 from search.study.storage import Storage
@@ -42,12 +41,12 @@ def open_store(root: Path) -> FileSystemArtifactStore:
 def discard(storage: Storage, study_name: str, root: Path) -> None:
     """Delete the files attached to a study's trials: ``--fresh`` drops the study next."""
     try:
-        study = optuna.load_study(study_name=study_name, storage=storage.optuna)
+        study = optuna.load_study(study_name=study_name, storage=storage.rdb)
     except KeyError:  # no such study: nothing is attached to it
         return
     store = FileSystemArtifactStore(root)
     for trial in study.get_trials(deepcopy=False):
-        for meta in get_all_artifact_meta(trial, storage=storage.optuna):
+        for meta in get_all_artifact_meta(trial, storage=storage.rdb):
             try:
                 store.remove(meta.artifact_id)
             except ArtifactNotFound:
@@ -139,19 +138,3 @@ class TrialArtifacts:
 def _link(trial: optuna.Trial) -> str:
     """Where optuna-dashboard serves a trial's artifacts (its own route)."""
     return f"/artifacts/{study_id(trial.study)}/{trial_id(trial)}"
-
-
-class StudyNote:
-    """A worker's ``on_trial_end`` hook: rewrite the study's note from storage."""
-
-    def __init__(self, storage: Storage, study_name: str) -> None:
-        self.storage = storage
-        self.study_name = study_name
-
-    def __call__(self, trial: optuna.trial.FrozenTrial | None = None) -> None:
-        study = optuna.load_study(study_name=self.study_name, storage=self.storage.optuna)
-        optuna_dashboard.save_note(study, table.markdown(study))
-        if study.metric_names is None:  # the dashboard's plots then say what the value is
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                study.set_metric_names(["val_accuracy"])

@@ -1,134 +1,47 @@
-"""Which unit (grid point and replicate) a worker runs next, claimed so that no two run it.
+"""Claiming a unit (grid point and replicate) so that no two workers run it: the one module
+that decides which unit a worker takes and starts its trial.
 
 Optuna's GridSampler picks a point by reading which trials exist and then creating a trial:
-two workers can read the same state and pick the same point. Here a worker first *claims* a
-unit by inserting the row (study, unit, attempt) into ``grid_claims``, whose primary key is
-exactly those three columns. The database admits one row per key, on SQLite and PostgreSQL
-alike, so of two workers that try the same unit at the same moment exactly one insert
-succeeds; the other gets an integrity error and looks again. Attempt k+1 of a unit is only
-tried once attempt k has ended (its trial finished, or its worker is dead), and never once
-the unit has a COMPLETE trial, so each unit gets at most one live attempt and exactly one
-COMPLETE trial.
+two workers can read the same state and pick the same point. Here a worker first inserts a
+claim row (``search.study.claim_table``), whose primary key admits one row per (study,
+unit, attempt). Attempt k+1 of a unit is only tried once attempt k has ended (its trial
+finished, or its worker is dead), and never once the unit has a COMPLETE trial, so each
+unit gets at most one live attempt and exactly one COMPLETE trial.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
-import socket
+import datetime
 import time
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 import optuna
-import sqlalchemy
 from optuna.trial import FrozenTrial, TrialState
 
 from search.study import points
-from search.study.optuna_internals import stale_trial_ids, study_id, trial_id
-
-if TYPE_CHECKING:
-    from search.study.storage import Storage
-
-# Workers write a heartbeat this often; a trial silent for GRACE_PERIOD is taken as dead.
-# A dead worker on this machine is recognised at once by its process id instead.
-HEARTBEAT_INTERVAL = 5
-GRACE_PERIOD = 30
-
-_metadata = sqlalchemy.MetaData()
-claims_table = sqlalchemy.Table(
-    "grid_claims",
-    _metadata,
-    sqlalchemy.Column("study_id", sqlalchemy.Integer, primary_key=True, autoincrement=False),
-    # The unit's id (search.study.points.Unit.id); the column keeps its first name so that
-    # databases made before replicates existed need no migration.
-    sqlalchemy.Column("grid_id", sqlalchemy.Integer, primary_key=True, autoincrement=False),
-    sqlalchemy.Column("attempt", sqlalchemy.Integer, primary_key=True, autoincrement=False),
-    sqlalchemy.Column("owner", sqlalchemy.String(255), nullable=False),
-    sqlalchemy.Column("claimed_at", sqlalchemy.Float, nullable=False),
+from search.study.claim_table import GRACE_PERIOD, Claim, is_alive
+from search.study.optuna_internals import (
+    create_running_trial,
+    stale_trial_ids,
+    study_id,
+    trial_id,
 )
-
-
-def _boot_id() -> str:
-    try:
-        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()[:8]
-    except OSError:
-        return "unknown"
-
-
-def _process_start(pid: int) -> str:
-    """The kernel's start time of a living ``pid`` ("?" if none), so a reused pid is not
-    taken for the old process. A zombie counts as dead: it has exited, only its parent
-    has not collected it yet."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return "?"
-    return "?" if fields[0] in ("Z", "X") else fields[19]
-
-
-def current_owner() -> str:
-    """This process, named so that another process can tell whether it is still alive."""
-    pid = os.getpid()
-    return f"{socket.gethostname()}/{_boot_id()}/{pid}/{_process_start(pid)}"
-
-
-def is_alive(owner: str) -> bool | None:
-    """True or False for a process on this machine (and this boot); None when unknowable."""
-    host, boot, pid, start = owner.split("/")
-    if host != socket.gethostname():
-        return None
-    if boot != _boot_id():
-        return False  # the machine rebooted since: every process of that boot is gone
-    return start != "?" and _process_start(int(pid)) == start
+from search.study.storage import Storage
 
 
 @dataclasses.dataclass(frozen=True)
-class Claim:
-    unit: int
-    attempt: int
-    owner: str
-    claimed_at: float
+class Claimed:
+    """A unit this worker holds, and the RUNNING trial made for it."""
 
-
-class ClaimTable:
-    """The ``grid_claims`` table, kept in the same database as the study."""
-
-    def __init__(self, engine: sqlalchemy.Engine) -> None:
-        self._engine = engine
-        _metadata.create_all(engine, checkfirst=True)
-
-    def all(self, study_id: int) -> list[Claim]:
-        query = sqlalchemy.select(claims_table).where(claims_table.c.study_id == study_id)
-        with self._engine.connect() as connection:
-            rows = connection.execute(query).all()
-        return [Claim(row.grid_id, row.attempt, row.owner, row.claimed_at)
-                for row in rows]
-
-    def try_claim(self, study_id: int, unit: int, attempt: int, owner: str) -> bool:
-        """Insert the claim; False if another worker holds that (unit, attempt) already."""
-        try:
-            with self._engine.begin() as connection:
-                connection.execute(claims_table.insert().values(
-                    study_id=study_id, grid_id=unit, attempt=attempt, owner=owner,
-                    claimed_at=time.time()))
-        except sqlalchemy.exc.IntegrityError:
-            return False
-        return True
-
-    def delete_study(self, study_id: int) -> None:
-        with self._engine.begin() as connection:
-            connection.execute(claims_table.delete().where(claims_table.c.study_id == study_id))
-
-
-# --- choosing the next unit ----------------------------------------------------------------
+    unit: points.Unit
+    trial: optuna.Trial
 
 
 def mark_failed(storage: Storage, trial_id: int, reason: str) -> bool:
     """Record why, then FAIL the trial; False if it had already finished."""
     try:
-        storage.optuna.set_trial_user_attr(trial_id, points.FAILURE, reason)
-        return storage.optuna.set_trial_state_values(trial_id, TrialState.FAIL)
+        storage.rdb.set_trial_user_attr(trial_id, points.FAILURE, reason)
+        return storage.rdb.set_trial_state_values(trial_id, TrialState.FAIL)
     except optuna.exceptions.UpdateFinishedTrialError:
         return False
 
@@ -139,7 +52,7 @@ def fail_dead_trials(study: optuna.Study, storage: Storage) -> list[int]:
     A worker on this machine is dead when its process is; one elsewhere when its heartbeat
     is older than the grace period. So a rerun on one machine recovers at once.
     """
-    stale = stale_trial_ids(storage, study)
+    stale = stale_trial_ids(storage.rdb, study)
     recovered = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         owner = trial.system_attrs.get(points.OWNER)
@@ -161,9 +74,9 @@ def _in_flight(claim: Claim, trials: list[FrozenTrial]) -> bool:
     return alive is True or (alive is None and time.time() - claim.claimed_at < GRACE_PERIOD)
 
 
-def claim_next(study: optuna.Study, storage: Storage,
+def _claim_row(study: optuna.Study, storage: Storage,
                owner: str) -> tuple[points.Unit, int] | None:
-    """Claim a unit that needs a run; return (unit, attempt), or None if none is free."""
+    """Insert the claim of a unit that needs a run; (unit, attempt), or None if none is free."""
     fail_dead_trials(study, storage)
     trials = study.get_trials(deepcopy=False)
     latest: dict[int, Claim] = {}
@@ -184,7 +97,38 @@ def claim_next(study: optuna.Study, storage: Storage,
     return None
 
 
-def still_latest(study: optuna.Study, storage: Storage, unit: int, attempt: int) -> bool:
+def _still_latest(study: optuna.Study, storage: Storage, unit: int, attempt: int) -> bool:
     """After creating its trial, a worker checks nobody took the unit over meanwhile."""
     claims = storage.claims.all(study_id(study))
     return all(claim.attempt <= attempt for claim in claims if claim.unit == unit)
+
+
+def start_trial(study: optuna.Study, storage: Storage, unit: points.Unit, attempt: int,
+                owner: str) -> optuna.Trial:
+    """The RUNNING trial of a claimed attempt: its parameters, unit, claim and owner set."""
+    distributions = {name: optuna.distributions.CategoricalDistribution(values)
+                     for name, values in study.user_attrs[points.BUDGET]["search_space"].items()}
+    template = optuna.trial.FrozenTrial(
+        number=-1, state=TrialState.RUNNING, value=None,
+        datetime_start=datetime.datetime.now(), datetime_complete=None,
+        params=dict(unit.params), distributions=distributions,
+        user_attrs={points.REPLICATE: unit.replicate},
+        system_attrs={points.UNIT: [unit.point, unit.replicate],
+                      points.CLAIM: [unit.id, attempt], points.OWNER: owner},
+        intermediate_values={}, trial_id=-1)
+    return create_running_trial(storage.rdb, study, template)
+
+
+def claim(study: optuna.Study, storage: Storage, owner: str) -> Claimed | None:
+    """Claim the next unit that needs a run and start its trial; None if none is free now.
+
+    A trial whose claim was overtaken while it was created (its worker looked dead to
+    another) is failed as superseded, and the next unit is tried.
+    """
+    while (claimed := _claim_row(study, storage, owner)) is not None:
+        unit, attempt = claimed
+        trial = start_trial(study, storage, unit, attempt, owner)
+        if _still_latest(study, storage, unit.id, attempt):
+            return Claimed(unit, trial)
+        mark_failed(storage, trial_id(trial), "superseded: the unit was claimed again")
+    return None

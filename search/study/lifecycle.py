@@ -1,5 +1,5 @@
 """A study's life: created with its budget and grid map, checked on every open, deleted on
-``--fresh``; and where its checkpoints and artifact files live.
+``--fresh``.
 
 A study is continued only under the budget it was started with, and units are always
 identified through the grid map stored on it: a changed grid, epoch count or model would
@@ -9,8 +9,6 @@ trials to the wrong points.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
@@ -18,7 +16,6 @@ from search.definition import StudyDefinition
 from search.errors import SearchError
 from search.study import points
 from search.study.storage import Storage
-from search.training.checkpoints import CheckpointStore
 
 
 class ClaimedGridSampler(optuna.samplers.GridSampler):
@@ -43,14 +40,14 @@ def open_study(storage: Storage, definition: StudyDefinition) -> optuna.Study:
     """Load the study, or create it with its definition, budget and grid map stored on it."""
     # Every worker builds the same sampler: the same value lists, the same seed.
     sampler = ClaimedGridSampler(definition.search_space, seed=definition.seed)
-    study = optuna.create_study(study_name=definition.name, storage=storage.optuna,
+    study = optuna.create_study(study_name=definition.name, storage=storage.rdb,
                                 direction="maximize", sampler=sampler, load_if_exists=True)
     attrs = study.user_attrs
     budget, grid = points.normalised(definition.budget()), points.normalised(definition.grid)
     where = f"study '{definition.name}' in {storage.display_url}"
     if points.BUDGET not in attrs:
         study.set_user_attr(points.BUDGET, budget)
-        study.set_user_attr("definition", definition.source)
+        study.set_user_attr(points.DEFINITION, definition.source)
         study.set_user_attr(points.GRID, grid)
         study.set_user_attr(points.REPEATS, definition.repeats)
         study.set_user_attr(points.MAX_ATTEMPTS, definition.max_attempts)
@@ -96,48 +93,20 @@ def _check_grid(study: optuna.Study, grid: list[dict], where: str) -> None:
             "storage was edited by hand?); pass --fresh to start over")
 
 
-def delete_study(storage: Storage, name: str, checkpoints: CheckpointStore) -> bool:
-    """Remove a study, its claims and its checkpoints; False if there was none."""
+def delete_study(storage: Storage, name: str) -> bool:
+    """Remove a study and its claims; False if there was none."""
     try:
-        study_id = storage.optuna.get_study_id_from_name(name)
+        study_id = storage.rdb.get_study_id_from_name(name)
     except KeyError:
-        checkpoints.discard_all()
         return False
     storage.claims.delete_study(study_id)
-    optuna.delete_study(study_name=name, storage=storage.optuna)
-    checkpoints.discard_all()
+    optuna.delete_study(study_name=name, storage=storage.rdb)
     return True
 
 
 def is_stored(storage: Storage, name: str) -> bool:
     try:
-        storage.optuna.get_study_id_from_name(name)
+        storage.rdb.get_study_id_from_name(name)
     except KeyError:
         return False
     return True
-
-
-def beside_storage(storage_url: str, suffix: str) -> Path | None:
-    """``studies/mnist.db`` -> ``studies/mnist.SUFFIX``; None unless the storage is a file."""
-    from sqlalchemy.engine import make_url
-
-    url = make_url(storage_url)
-    if url.get_backend_name() == "sqlite" and url.database:
-        database = Path(url.database)
-        return database.with_name(f"{database.stem}.{suffix}")
-    return None
-
-
-def checkpoint_root(storage_url: str, study_name: str, studies_dir: Path) -> Path:
-    """Checkpoints live beside a SQLite file, else under studies/."""
-    folder = beside_storage(storage_url, "checkpoints")
-    return folder / study_name if folder else studies_dir / f"{study_name}.checkpoints"
-
-
-def artifact_root(storage_url: str, study_name: str, studies_dir: Path) -> Path:
-    """Trial figures for optuna-dashboard: beside a SQLite file, else under studies/.
-
-    One folder serves every study in a SQLite file (artifact ids are unique), so the
-    dashboard, which shows a whole storage, finds them all.
-    """
-    return beside_storage(storage_url, "artifacts") or studies_dir / f"{study_name}.artifacts"

@@ -7,14 +7,8 @@ such a release fails the tests at once instead of miscounting a study.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import optuna
 from optuna.trial import FrozenTrial
-
-if TYPE_CHECKING:
-    from search.study.storage import Storage
-
 
 
 def study_id(study: optuna.Study) -> int:
@@ -28,17 +22,17 @@ def trial_id(trial: optuna.Trial | FrozenTrial) -> int:
     return trial._trial_id
 
 
-def stale_trial_ids(storage: Storage, study: optuna.Study) -> set[int]:
+def stale_trial_ids(rdb: optuna.storages.RDBStorage, study: optuna.Study) -> set[int]:
     """RUNNING trials whose heartbeat is older than the grace period.
 
     (``RDBStorage._get_stale_trial_ids``: Optuna's own ``fail_stale_trials`` would also FAIL
     them, but it cannot tell a live local worker from a dead one by its process; if the
     method goes, foreign workers' dead trials are no longer recovered and a test fails.)
     """
-    return set(storage.optuna._get_stale_trial_ids(study_id(study)))
+    return set(rdb._get_stale_trial_ids(study_id(study)))
 
 
-def create_running_trial(storage: Storage, study: optuna.Study,
+def create_running_trial(rdb: optuna.storages.RDBStorage, study: optuna.Study,
                          template: FrozenTrial) -> optuna.Trial:
     """A RUNNING trial made from ``template`` (params, attributes and start time set).
 
@@ -46,5 +40,5 @@ def create_running_trial(storage: Storage, study: optuna.Study,
     (``RDBStorage.create_new_trial(template_trial=)`` is public; ``Trial(study, id)`` is
     documented as internal but stable since Optuna 1.x.)
     """
-    new_id = storage.optuna.create_new_trial(study_id(study), template_trial=template)
+    new_id = rdb.create_new_trial(study_id(study), template_trial=template)
     return optuna.Trial(study, new_id)

@@ -22,6 +22,8 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from search.definition_schema import DEFAULT_MAX_ATTEMPTS
+
 PENDING, RUNNING, COMPLETE, RETRYING, GIVEN_UP = (
     "pending", "running", "complete", "retrying", "given up")
 CLAIMABLE = (PENDING, RETRYING)
@@ -38,6 +40,13 @@ EPOCHS_DONE = "epochs_done"  # trial user attribute: epochs trained so far
 EPOCH_SECONDS = "epoch_seconds"  # trial user attribute: each epoch's training seconds
 BEST_EPOCH = "best_epoch"  # trial user attribute: the epoch of the best validation accuracy
 TEST_ACCURACY = "test_accuracy"  # trial user attribute: recorded, never used to choose
+TEST_LOSS = "test_loss"  # trial user attribute: recorded, never used to choose
+BEST_VAL_ACCURACY = "best_val_accuracy"  # trial user attribute: at BEST_EPOCH
+SEED = "seed"  # trial user attribute: the replicate's seed of weights and batch order
+VERSIONS = "versions"  # trial user attribute: Python, TensorFlow, Keras, Optuna, NumPy
+DATA_SIZES = "data_sizes"  # trial user attribute: {train, valid, test} example counts
+RESUMED_FROM_EPOCH = "resumed_from_epoch"  # trial user attribute: its checkpoint's epoch
+WALL_SECONDS = "wall_seconds"  # trial user attribute: the whole trial, evaluation included
 SECONDS = "seconds"  # trial user attribute: its epochs' training seconds, added up
 MODEL_ARTIFACT = "model_artifact"  # trial user attribute: its final model's artifact id
 MODEL_ERROR = "model_error"  # trial user attribute: why its final model was not stored
@@ -46,6 +55,7 @@ REPEATS = "repeats"  # study user attribute: replicates per grid point
 MAX_ATTEMPTS = "max_attempts"  # study user attribute: errors before a unit is given up
 FORGIVEN = "forgiven_errors"  # study user attribute {unit id: errors no longer counted}
 BUDGET = "budget"  # study user attribute: what the stored trials depend on
+DEFINITION = "definition"  # study user attribute: the definition file's text
 
 
 def normalised(value: Any) -> Any:
@@ -158,7 +168,7 @@ def unit_status(study: optuna.Study,
 
 
 def max_attempts(study: optuna.Study) -> int:
-    return study.user_attrs.get(MAX_ATTEMPTS, 3)
+    return study.user_attrs.get(MAX_ATTEMPTS, DEFAULT_MAX_ATTEMPTS)
 
 
 def states(study: optuna.Study) -> list[str]:

@@ -21,7 +21,7 @@ import optuna
 import sqlalchemy
 
 from search.errors import SearchError
-from search.study import claims as claim_table
+from search.study import claim_table
 
 # SQLite serialises writers; a writer waits this long for the lock rather than failing
 # with "database is locked" while another worker commits.
@@ -35,7 +35,7 @@ _SCHEMA_LOCK_KEY = 0x5EA4C4
 @dataclasses.dataclass
 class Storage:
     url: str
-    optuna: optuna.storages.RDBStorage
+    rdb: optuna.storages.RDBStorage  # Optuna's storage of the same database
     claims: claim_table.ClaimTable
 
     @property
@@ -163,7 +163,7 @@ def open_storage(url: str) -> Storage:
                                             heartbeat_interval=claim_table.HEARTBEAT_INTERVAL,
                                             grace_period=claim_table.GRACE_PERIOD)
         claims = claim_table.ClaimTable(rdb.engine)
-    return Storage(url=url, optuna=rdb, claims=claims)
+    return Storage(url=url, rdb=rdb, claims=claims)
 
 
 def _run_flags(name: str) -> str:
@@ -185,7 +185,7 @@ def open_for_reading(url: str, name: str) -> optuna.storages.RDBStorage:
             raise SearchError(f"storage {shown}: {path} does not exist; {run_it}")
     try:
         with storage_errors(url):
-            storage = optuna.storages.RDBStorage(url, skip_table_creation=True)
+            rdb = optuna.storages.RDBStorage(url, skip_table_creation=True)
     except (ModuleNotFoundError, sqlalchemy.exc.NoSuchModuleError) as error:
         raise SearchError(f"storage {shown}: the driver for '{parsed.drivername}' is not "
                           f"installed ({error})") from None
@@ -194,15 +194,15 @@ def open_for_reading(url: str, name: str) -> optuna.storages.RDBStorage:
             raise
         raise SearchError(f"storage {shown} holds no Optuna studies; {run_it}") from None
     with storage_errors(url):
-        known = optuna.get_all_study_names(storage)
+        known = optuna.get_all_study_names(rdb)
         if name not in known:
             raise SearchError(f"storage {shown} has no study '{name}' (it holds: "
                               f"{', '.join(known) or 'none'}); {run_it}")
-    return storage
+    return rdb
 
 
 def load_for_reading(url: str, name: str) -> optuna.Study:
     """The stored study NAME at URL, for the tools that only read."""
-    storage = open_for_reading(url, name)
+    rdb = open_for_reading(url, name)
     with storage_errors(url):
-        return optuna.load_study(study_name=name, storage=storage)
+        return optuna.load_study(study_name=name, storage=rdb)

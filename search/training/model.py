@@ -6,9 +6,7 @@ from collections.abc import Sequence
 
 import keras
 
-# Keras's defaults besides the learning rate (search.knobs.OPTIMIZERS names them).
-OPTIMIZERS = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD,
-              "rmsprop": keras.optimizers.RMSprop}
+from search import knobs
 
 
 def build_model(hidden_units: Sequence[int], learning_rate: float, *,
@@ -24,8 +22,9 @@ def build_model(hidden_units: Sequence[int], learning_rate: float, *,
         raise ValueError(f"learning_rate must be positive, not {learning_rate}")
     if not 0 <= dropout < 1:
         raise ValueError(f"dropout must lie in [0, 1), not {dropout}")
-    if optimizer not in OPTIMIZERS:
-        raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, not {optimizer!r}")
+    if optimizer not in knobs.OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {', '.join(knobs.OPTIMIZERS)}, "
+                         f"not {optimizer!r}")
     layers = [keras.Input(shape=(28, 28)), keras.layers.Flatten()]
     for units in hidden_units:
         layers.append(keras.layers.Dense(units, activation=activation))
@@ -34,7 +33,9 @@ def build_model(hidden_units: Sequence[int], learning_rate: float, *,
     layers.append(keras.layers.Dense(10, activation="softmax"))
     model = keras.Sequential(layers, name="mlp")
     model.compile(
-        optimizer=OPTIMIZERS[optimizer](learning_rate=learning_rate),
+        # Keras resolves the name, with its defaults besides the learning rate.
+        optimizer=keras.optimizers.get({"class_name": optimizer,
+                                        "config": {"learning_rate": learning_rate}}),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )

@@ -25,7 +25,7 @@ from search.definition import StudyDefinition
 from search.study import points
 from search.study.points import Unit
 from search.training.checkpoints import CheckpointStore
-from search.training.compiled import CompiledTraining
+from search.training.compiled import CompiledLoop, CompiledTraining
 from search.training.model import build_model
 
 logger = logging.getLogger(__name__)
@@ -118,6 +118,32 @@ class Objective:
         if self.checkpoints is not None:
             self.checkpoints.discard(checkpoint_name(unit))
 
+    def _start(self, trial: optuna.Trial, name: str, key: dict[str, Any],
+               params: dict[str, Any]) -> tuple[keras.Model, int, dict, list[float]]:
+        """The trial's model and where it starts: its checkpoint, else a new model."""
+        restored = self.checkpoints.load(name, key) if self.checkpoints else None
+        if restored is None:
+            model = build_model(**self.definition.model_arguments(params))
+            return model, 0, {}, []
+        for epoch, value in enumerate(restored.history["val_accuracy"], start=1):
+            trial.report(value, step=epoch)
+        trial.set_user_attr(points.RESUMED_FROM_EPOCH, restored.epochs_done)
+        logger.info("trial %d resumes %s after epoch %d", trial.number, name,
+                    restored.epochs_done)
+        return restored.model, restored.epochs_done, restored.history, restored.epoch_seconds
+
+    def _record(self, trial: optuna.Trial, loop: CompiledLoop, history: dict[str, list[float]],
+                epoch_seconds: list[float], started: float) -> None:
+        """What the report needs, stored on the trial; the test set is scored for it only."""
+        test_loss, test_accuracy = loop.evaluate(self.data.test_images, self.data.y_test)
+        trial.set_user_attr(points.BEST_EPOCH, int(np.argmax(history["val_accuracy"])) + 1)
+        trial.set_user_attr(points.BEST_VAL_ACCURACY, max(history["val_accuracy"]))
+        trial.set_user_attr(points.TEST_ACCURACY, float(test_accuracy))
+        trial.set_user_attr(points.TEST_LOSS, float(test_loss))
+        trial.set_user_attr(points.EPOCH_SECONDS, epoch_seconds)
+        trial.set_user_attr(points.SECONDS, sum(epoch_seconds))
+        trial.set_user_attr(points.WALL_SECONDS, time.perf_counter() - started)
+
     def __call__(self, trial: optuna.Trial, unit: Unit) -> float:
         definition = self.definition
         params = {name: trial.suggest_categorical(name, values)
@@ -133,36 +159,16 @@ class Objective:
         keras.backend.clear_session()
         keras.utils.set_random_seed(seed)
         started = time.perf_counter()
-
-        restored = self.checkpoints.load(name, key) if self.checkpoints else None
-        if restored is not None:
-            model, first_epoch = restored.model, restored.epochs_done
-            history, epoch_seconds = restored.history, restored.epoch_seconds
-            for epoch, value in enumerate(history["val_accuracy"], start=1):
-                trial.report(value, step=epoch)
-            trial.set_user_attr("resumed_from_epoch", first_epoch)
-            logger.info("trial %d resumes %s after epoch %d", trial.number, name, first_epoch)
-        else:
-            model = build_model(**definition.model_arguments(params))
-            first_epoch, history, epoch_seconds = 0, {}, []
-        trial.set_user_attr("seed", seed)
-        trial.set_user_attr("versions", versions())
-        trial.set_user_attr("data_sizes", self.data.describe())
+        model, first_epoch, history, epoch_seconds = self._start(trial, name, key, params)
+        trial.set_user_attr(points.SEED, seed)
+        trial.set_user_attr(points.VERSIONS, versions())
+        trial.set_user_attr(points.DATA_SIZES, self.data.describe())
 
         callback = _TrialCallback(self, trial, name, key, history, epoch_seconds)
         loop = self.compiled.fit(model, self.data, batch_size=int(params["batch_size"]),
                                  epochs=definition.epochs, seed=seed,
                                  initial_epoch=first_epoch, callbacks=[callback])
-        # Recorded for the report only: the test set never chooses anything.
-        test_loss, test_accuracy = loop.evaluate(self.data.test_images, self.data.y_test)
-        best_epoch = int(np.argmax(history["val_accuracy"])) + 1
-        trial.set_user_attr(points.BEST_EPOCH, best_epoch)
-        trial.set_user_attr("best_val_accuracy", max(history["val_accuracy"]))
-        trial.set_user_attr(points.TEST_ACCURACY, float(test_accuracy))
-        trial.set_user_attr("test_loss", float(test_loss))
-        trial.set_user_attr(points.EPOCH_SECONDS, epoch_seconds)
-        trial.set_user_attr(points.SECONDS, sum(epoch_seconds))
-        trial.set_user_attr("wall_seconds", time.perf_counter() - started)
+        self._record(trial, loop, history, epoch_seconds, started)
         if self.on_finish is not None:  # now, while the trial runs: artifacts need that
             self.on_finish(trial, model)  # the final model: its test accuracy is stored
         # The last epoch's score: it belongs to the model whose test accuracy is recorded,

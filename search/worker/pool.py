@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 
 import optuna
 from optuna.trial import TrialState
@@ -22,14 +23,19 @@ from search.study import points
 from search.study.points import format_params
 from search.worker.progress import format_seconds
 
-POLL_SECONDS = 1.0
+# How often the process that started the workers reads the study to show its progress.
+WATCH_SECONDS = 1.0
 
 
 class StudyMonitor:
-    """Prints what the storage shows: trials starting, epochs finishing, trials ending."""
+    """Prints what the storage shows (trials starting, epochs finishing, trials ending) and
+    tells ``on_trial_end`` of each trial that ended."""
 
-    def __init__(self, study: optuna.Study) -> None:
+    def __init__(self, study: optuna.Study, show: bool,
+                 on_trial_end: Callable[[optuna.trial.FrozenTrial], None] | None) -> None:
         self.study = study
+        self.show = show
+        self.on_trial_end = on_trial_end
         self.epochs = study.user_attrs[points.BUDGET]["epochs"]
         self.seen_epochs: dict[int, int] = {}
         self.ended: set[int] = {t.number for t in study.get_trials(deepcopy=False)
@@ -40,6 +46,10 @@ class StudyMonitor:
         replicate = trial.user_attrs.get(points.REPLICATE, 0)
         return f"#{trial.number} {format_params(trial.params)} replicate {replicate + 1}"
 
+    def _say(self, text: str) -> None:
+        if self.show:
+            print(text, file=sys.stderr)
+
     def poll(self) -> None:
         trials = self.study.get_trials(deepcopy=False)
         done = sum(t.state == TrialState.COMPLETE for t in trials)
@@ -49,19 +59,21 @@ class StudyMonitor:
                 continue
             if trial.number not in self.seen_epochs:
                 self.seen_epochs[trial.number] = 0
-                print(f"trial {self._name(trial)} started", file=sys.stderr)
+                self._say(f"trial {self._name(trial)} started")
             for step in sorted(trial.intermediate_values):
                 if step > self.seen_epochs[trial.number]:
                     self.seen_epochs[trial.number] = step
-                    print(f"  #{trial.number} epoch {step}/{self.epochs} val_acc "
-                          f"{trial.intermediate_values[step]:.4f}", file=sys.stderr)
+                    self._say(f"  #{trial.number} epoch {step}/{self.epochs} val_acc "
+                              f"{trial.intermediate_values[step]:.4f}")
             if trial.state.is_finished():
                 self.ended.add(trial.number)
                 outcome = (f"val_accuracy {trial.value:.4f}" if trial.state == TrialState.COMPLETE
                            else f"{trial.state.name}: {trial.user_attrs.get(points.FAILURE)}")
-                print(f"  {self._name(trial)} ended, {outcome} [{done} of {total} trials "
-                      f"complete, elapsed {format_seconds(time.perf_counter() - self.started)}]",
-                      file=sys.stderr)
+                self._say(f"  {self._name(trial)} ended, {outcome} [{done} of {total} trials "
+                          f"complete, elapsed "
+                          f"{format_seconds(time.perf_counter() - self.started)}]")
+                if self.on_trial_end is not None:
+                    self.on_trial_end(trial)
 
 
 def worker_command() -> list[str]:
@@ -90,8 +102,11 @@ def _stop(workers: list[subprocess.Popen]) -> None:
         worker.wait()
 
 
-def run_pool(options: RunOptions, study: optuna.Study) -> tuple[bool, list[str]]:
-    """Start the workers, watch the study until they exit.
+def work_in_processes(options: RunOptions, study: optuna.Study,
+                      on_trial_end: Callable[[optuna.trial.FrozenTrial], None] | None = None
+                      ) -> tuple[bool, list[str]]:
+    """Start the workers, watch the study until they exit; ``on_trial_end`` hears of each
+    trial that ended.
 
     Returns whether the run was interrupted, and a line for each worker that failed. Should
     this process fail while watching (its storage gone, say), the workers are stopped
@@ -103,14 +118,12 @@ def run_pool(options: RunOptions, study: optuna.Study) -> tuple[bool, list[str]]
     workers = [_start_worker(options) for _ in range(options.workers)]
     interrupted = False
     try:
-        monitor = StudyMonitor(study) if options.show_progress else None
+        monitor = StudyMonitor(study, options.show_progress, on_trial_end)
         # poll() every worker each round (no short-circuit): it also reaps the dead ones.
         while [worker.poll() for worker in workers].count(None):
-            if monitor is not None:
-                monitor.poll()
-            time.sleep(POLL_SECONDS)
-        if monitor is not None:
             monitor.poll()
+            time.sleep(WATCH_SECONDS)
+        monitor.poll()
     except KeyboardInterrupt:
         # A terminal's Ctrl-C reaches the workers too; a kill of this process alone does not.
         interrupted = True

@@ -1,8 +1,9 @@
-"""Setting up one worker process and running its loop: data, threads, compiled training,
+"""Setting up one worker process and working through the study: threads, compiled training,
 the objective and its listeners.
 
-``run_here`` is the whole worker: the process that a user starts runs it for ``--workers 1``,
-and each child of ``--workers N`` runs it through ``python -m search.worker``.
+``work_here`` is the whole worker once its storage, study and data are open
+(``search.running`` opens them): the process a user starts runs it for ``--workers 1``, and
+each child of ``--workers N`` runs it through ``python -m search.worker``.
 """
 
 from __future__ import annotations
@@ -11,16 +12,15 @@ import gc
 import logging
 import os
 import sys
+from collections.abc import Callable
 
-import numpy as np
 import optuna
 
-from search import data
+from search.data import Dataset
 from search.options import RunOptions
-from search.study import lifecycle
 from search.study.storage import Storage, storage_errors
 from search.training.checkpoints import CheckpointStore
-from search.worker.loop import WorkerResult, run_worker
+from search.worker.loop import work
 
 logger = logging.getLogger(__name__)
 
@@ -57,15 +57,12 @@ def configure_threads(threads: int) -> None:
         logger.info("TensorFlow has started already; keeping its thread settings")
 
 
-def run_here(options: RunOptions, storage: Storage, study: optuna.Study,
-             raw: tuple[np.ndarray, ...] | None = None, quiet: bool = False) -> WorkerResult:
-    """Run units of ``study`` in this process until none is left; raises Interrupted."""
-    definition = options.definition
-    # Data first: a bad folder fails fast, before TensorFlow starts (and logs to stderr).
-    dataset = data.split(raw if raw is not None else data.load_raw(options.data_dir),
-                         definition.validation_size, definition.seed, definition.train_size)
+def work_here(options: RunOptions, storage: Storage, study: optuna.Study, dataset: Dataset,
+              on_trial_end: Callable[[optuna.trial.FrozenTrial], None] | None = None,
+              quiet: bool = False) -> None:
+    """Train units of ``study`` in this process until none is left; raises Interrupted."""
     configure_threads(options.threads)
-    from search.results import artifacts
+    from search.results.artifacts import TrialArtifacts
     from search.training.compiled import CompiledTraining
     from search.worker.objective import Objective
     from search.worker.progress import Progress
@@ -75,23 +72,21 @@ def run_here(options: RunOptions, storage: Storage, study: optuna.Study,
     # each trial's clear_session() is quick; what a trial leaves behind is still collected.
     gc.collect()
     gc.freeze()
-    roots = (options.storage_url, definition.name, options.studies_dir)
-    checkpoints = CheckpointStore(lifecycle.checkpoint_root(*roots))
     progress = None if quiet or not options.show_progress else Progress(study)
-    note = artifacts.StudyNote(storage, definition.name)
+    listeners = [listener for listener in (on_trial_end, progress and progress.trial_end)
+                 if listener is not None]
 
     def trial_end(trial: optuna.trial.FrozenTrial) -> None:
-        note()  # every worker, quiet or not, refreshes the dashboard's note
-        if progress is not None:
-            progress.trial_end(trial)
+        for listener in listeners:
+            listener(trial)
 
     with CompiledTraining() as compiled:
-        objective = Objective(definition, dataset, compiled, checkpoints,
+        objective = Objective(options.definition, dataset, compiled,
+                              CheckpointStore(options.locations.checkpoints),
                               on_epoch=progress.epoch_end if progress else None,
-                              on_finish=artifacts.TrialArtifacts(
-                                  lifecycle.artifact_root(*roots)))
+                              on_finish=TrialArtifacts(options.locations.artifacts))
         objective.compile_ahead()
         with storage_errors(storage.url):
-            return run_worker(storage, study, objective,
-                              on_trial_start=progress.trial_start if progress else None,
-                              on_trial_end=trial_end)
+            work(storage, study, objective,
+                 on_trial_start=progress.trial_start if progress else None,
+                 on_trial_end=trial_end)
