@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from search import definition
 from search.errors import SearchError
@@ -60,7 +61,10 @@ def _default_url(name: str, studies_dir: Path) -> str:
 
 def _beside_database(storage_url: str, suffix: str) -> Path | None:
     """``studies/mnist.db`` -> ``studies/mnist.SUFFIX``; None unless the storage is a file."""
-    url = make_url(storage_url)
+    try:
+        url = make_url(storage_url)
+    except ArgumentError:  # not a URL at all: opening the storage says so, in one line
+        return None
     if url.get_backend_name() == "sqlite" and url.database:
         database = Path(url.database)
         return database.with_name(f"{database.stem}.{suffix}")

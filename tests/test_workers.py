@@ -15,6 +15,8 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import optuna
+import optuna_dashboard
 import pytest
 import sqlalchemy
 from optuna.trial import TrialState
@@ -121,8 +123,8 @@ def test_a_worker_killed_mid_run_is_replaced(slow_grid_study, storage_url, mnist
     assert dead.user_attrs["failure"].startswith("worker died")
 
 
-def _command_lines_below(root: int) -> list[str]:
-    """The command lines of every process below ``root``."""
+def _command_lines_below(root: int) -> dict[int, str]:
+    """The command line of every process below ``root``, by process id."""
     lines, parents = {}, {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -136,7 +138,7 @@ def _command_lines_below(root: int) -> list[str]:
     while grew:
         more = {pid for pid, parent in parents.items() if parent in below} - below
         grew, below = bool(more), below | more
-    return [lines[pid].decode(errors="replace") for pid in below - {root} if pid in lines]
+    return {pid: lines[pid].decode(errors="replace") for pid in below - {root} if pid in lines}
 
 
 def test_replicates_run_exactly_once_with_workers_that_never_see_the_url(
@@ -154,7 +156,8 @@ def test_replicates_run_exactly_once_with_workers_that_never_see_the_url(
     seen: list[str] = []
     try:
         while process.poll() is None and len(seen) < 2:
-            seen = [line for line in _command_lines_below(process.pid) if "search" in line]
+            seen = [line for line in _command_lines_below(process.pid).values()
+                    if "search" in line]
         stdout, stderr = process.communicate(timeout=300)
     finally:
         if process.poll() is None:
@@ -165,6 +168,41 @@ def test_replicates_run_exactly_once_with_workers_that_never_see_the_url(
             for t in trials(name, storage_url) if t.state == TrialState.COMPLETE]
     assert len(done) == len(set(done)) == 12
     assert "4 of 4 grid points complete, 12 of 12 trials" in stdout
+
+
+def _statistics_mapped(pid: int) -> list[str]:
+    """The report's statistics (SciPy's stats and special functions) among the files a live
+    process has mapped: their compiled modules are there once imported."""
+    try:
+        maps = Path(f"/proc/{pid}/maps").read_text()
+    except OSError:  # it has exited
+        return []
+    return sorted({line.split()[-1] for line in maps.splitlines()
+                   if "/scipy/stats/" in line or "/scipy/special/" in line})
+
+
+def test_a_worker_loads_none_of_the_reports_statistics(tmp_path: Path, mnist_dir: Path) -> None:
+    name, url = "lean", f"sqlite:///{tmp_path}/lean.db"
+    studies = tmp_path / "studies"
+    write_definition(studies, name, learning_rates=(0.001, 0.01), batch_sizes=(32, 64),
+                     train_size=600, validation_size=200, repeats=2)
+    process = start_run(name, url, studies, "--workers", "2", data_dir=mnist_dir)
+    mapped: dict[int, list[str]] = {}
+    looked_after_a_trial = 0
+    while process.poll() is None:
+        workers = [pid for pid, line in _command_lines_below(process.pid).items()
+                   if "search.worker" in line]
+        finished = os.path.exists(tmp_path / "lean.db") and any(
+            t.state == TrialState.COMPLETE for t in trials(name, url))
+        for pid in workers:
+            mapped[pid] = _statistics_mapped(pid)
+            looked_after_a_trial += finished
+    assert process.wait(timeout=300) == 0, process.stderr.read()
+    assert len(mapped) == 2 and looked_after_a_trial > 0
+    assert mapped == {pid: [] for pid in mapped}
+    # ... while the process that started them keeps the dashboard's note with the verdict.
+    study = optuna.load_study(study_name=name, storage=url)
+    assert "4 of 4 grid points complete" in optuna_dashboard.get_note(study)
 
 
 def _open_and_claim(url: str, barrier, results) -> None:

@@ -8,6 +8,7 @@ attributes, so nothing is ever retrained to be shown.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import platform
@@ -86,20 +87,17 @@ def checkpoint_name(unit: Unit) -> str:
     return f"{params},replicate={unit.replicate}"
 
 
+@dataclasses.dataclass
 class Objective:
     """Callable objective holding the study definition, the data (loaded once) and the
     compiled training the worker's trials share."""
 
-    def __init__(self, definition: StudyDefinition, data: Dataset,
-                 compiled: CompiledTraining, checkpoints: CheckpointStore | None = None,
-                 on_epoch: EpochListener | None = None,
-                 on_finish: FinishListener | None = None) -> None:
-        self.definition = definition
-        self.data = data
-        self.compiled = compiled
-        self.checkpoints = checkpoints
-        self.on_epoch = on_epoch
-        self.on_finish = on_finish
+    definition: StudyDefinition
+    data: Dataset
+    compiled: CompiledTraining
+    checkpoints: CheckpointStore | None = None
+    on_epoch: EpochListener | None = None
+    on_finish: FinishListener | None = None
 
     def compile_ahead(self) -> None:
         """Compile the grid's shapes on the spare core while the first trial trains: each
