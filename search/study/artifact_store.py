@@ -45,10 +45,11 @@ __all__ = ["ARTIFACTS_VARIABLE", "Location", "check", "display", "get_bytes", "o
 
 ARTIFACTS_VARIABLE = "SEARCH_ARTIFACTS"
 # boto3's defaults (60 s reads, up to 5 tries) would leave a run hanging for minutes on a
-# stopped server; these end it within about (attempts x read timeout) seconds.
+# stopped server. With these a GET gives up after about ATTEMPTS x READ_TIMEOUT seconds and a
+# PUT after twice that (it waits for "100 Continue", then for the reply): 60 s at most.
 CONNECT_TIMEOUT = 5.0
-READ_TIMEOUT = 20.0
-ATTEMPTS = 2
+READ_TIMEOUT = 10.0
+ATTEMPTS = 3  # in all, the first included: a throttled or dropped request is tried again
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 _USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/@]*@")
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
@@ -117,7 +118,7 @@ def open_store(location: str, *, connect_timeout: float = CONNECT_TIMEOUT,
     custom = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
     config = botocore.config.Config(
         connect_timeout=connect_timeout, read_timeout=read_timeout,
-        retries={"max_attempts": attempts, "mode": "standard"},
+        retries={"total_max_attempts": attempts, "mode": "standard"},
         s3={"addressing_style": "path"} if custom else None)
     with store_errors(location):
         client = boto3.session.Session().client("s3", config=config)
@@ -156,14 +157,14 @@ def _scrub(text: str) -> str:
 def describe_error(error: BaseException, location: str) -> str:
     """What went wrong with the store and what to do, in one line."""
     parsed = parse(location)
-    name = type(error).__name__
-    if isinstance(error, OSError) and not hasattr(error, "response"):
+    if parsed.folder is not None and isinstance(error, OSError):  # a folder store raises no other
         if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
             return f"folder {parsed.folder} is read-only; make it writable or name another store"
         if error.errno == errno.ENOSPC:
             return "the disk is full; free some space (stored files are intact)"
         return f"{error.strerror or error} ({error.filename or parsed.folder})"
-    code = str(getattr(error, "response", {}).get("Error", {}).get("Code", ""))
+    name = type(error).__name__
+    code = str((getattr(error, "response", None) or {}).get("Error", {}).get("Code", ""))
     if code in ("NoSuchBucket", "404") or "NoSuchBucket" in str(error):
         return f"bucket '{parsed.bucket}' does not exist; create it or fix the URL"
     if code in _DENIED:
