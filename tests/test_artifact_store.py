@@ -198,6 +198,7 @@ def _one_line_error(location: str, *expected: str) -> str:
     ("s3://Bad_Bucket/x", ("not a valid S3 bucket name",)),
     (f"s3://test-key-id:{SECRET}@bucket/x", ("s3://***@bucket/x", "AWS_ACCESS_KEY_ID")),
     ("", ("empty",)),
+    ("s3://bucket/x?region=eu-west-1", ("no '?' or '#' part", "AWS environment")),
 ])
 def test_malformed_locations_are_one_line(location: str, expected: tuple[str, ...]) -> None:
     _one_line_error(location, *expected)

@@ -79,6 +79,7 @@ def display(location: str) -> str:
 
 
 def parse(location: str) -> Location:
+    """A folder path (or file:// URL) or s3://bucket/prefix; anything else is one line."""
     shown = display(location)
     match = _SCHEME.match(location)
     if not location.strip():
@@ -92,8 +93,11 @@ def parse(location: str) -> Location:
     if shown != location:
         raise SearchError(f"artifact store {shown}: credentials do not belong in the URL; set "
                           "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the environment")
+    if "?" in location or "#" in location:
+        raise SearchError(f"artifact store {shown}: an S3 location takes no '?' or '#' part; "
+                          "set options through the AWS environment variables")
     bucket, _, prefix = location[len(match.group(0)):].partition("/")
-    if not _BUCKET.match(bucket) or "?" in location or "#" in location:
+    if not _BUCKET.match(bucket):
         raise SearchError(f"artifact store {shown}: '{bucket}' is not a valid S3 bucket name "
                           "(3-63 lower-case letters, digits, dots, hyphens); write "
                           "s3://bucket/prefix")
