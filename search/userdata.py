@@ -23,6 +23,8 @@ SPLITS = ("train", "valid", "test")
 KEYS = tuple(f"{kind}_{split}" for split in SPLITS for kind in ("x", "y"))
 
 Arrays = np.ndarray | dict[str, np.ndarray]
+_ZIP_MAGIC = b"PK\x03\x04"
+_NPY_MAGIC = b"\x93NUMPY"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,11 +131,16 @@ def check_data(mapping: Any, where: str) -> UserData:
 
 def _read_npz(path: Path, where: str) -> dict[str, np.ndarray]:
     try:
-        loaded = np.load(path, allow_pickle=False)
-        if not isinstance(loaded, np.lib.npyio.NpzFile):
+        with open(path, "rb") as file:
+            magic = file.read(len(_NPY_MAGIC))
+        if magic.startswith(_NPY_MAGIC):
             raise SearchError(f"{where}: {path} holds one array, not an .npz archive "
                               f"with {', '.join(KEYS)}")
-        with loaded:
+        # Checked first: NumPy reads anything else as a pickle and says so, which misleads.
+        if not magic.startswith(_ZIP_MAGIC):
+            raise SearchError(f"{where}: {path} is not an .npz file (a zip of arrays, as "
+                              "numpy.savez writes)")
+        with np.load(path, allow_pickle=False) as loaded:
             return {key: loaded[key] for key in loaded.files}
     except FileNotFoundError:
         raise SearchError(f"{where}: {path}: no such file") from None
