@@ -73,6 +73,18 @@ def build_subclassed(learning_rate: float = 0.01, units: int = 8) -> keras.Model
     return model
 
 
+def build_augmented(learning_rate: float = 0.01) -> keras.Model:
+    """Random augmentation layers, each with a generator, on 2x3 "images"."""
+    model = keras.Sequential([
+        keras.Input((6,)), keras.layers.Reshape((2, 3, 1)),
+        keras.layers.RandomFlip("horizontal_and_vertical"),
+        keras.layers.RandomTranslation(0.3, 0.3), keras.layers.Flatten(),
+        keras.layers.Dense(3, activation="softmax")])
+    model.compile(optimizer=keras.optimizers.RMSprop(learning_rate),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
 @pytest.fixture(scope="module")
 def data() -> UserData:
     rng = np.random.default_rng(0)
@@ -91,11 +103,12 @@ def fresh(builder, data: UserData, global_seed: int = 0) -> keras.Model:
     return model
 
 
-@pytest.mark.parametrize("builder", [build_functional, build_subclassed])
+@pytest.mark.parametrize("builder", [build_functional, build_subclassed, build_augmented])
 def test_resumed_training_equals_uninterrupted_training(builder, data: UserData) -> None:
     """Killed after epoch 1, rebuilt through the builder in a new session (with another
     global seed, so nothing comes from the initial build) and restored: the same numbers."""
     model = fresh(builder, data)
+    assert len(fit_path.seed_states(model)) >= 2
     uninterrupted = fit_path.train(model, data, batch_size=16, epochs=3, seed=5)
     expected = fit_path.state_arrays(model)
 
