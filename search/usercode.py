@@ -25,6 +25,7 @@ from search.errors import SearchError
 _IDENTIFIERS = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 LONGEST_MESSAGE = 300  # characters of an exception's text kept in a one-line error
+_STUDY_FOLDERS: set[Path] = set()  # folders import_attribute put on the path, this process
 
 
 def describe_error(error: BaseException) -> str:
@@ -45,21 +46,26 @@ def describe_error(error: BaseException) -> str:
 
 def _put_first_on_path(folder: Path) -> None:
     entry = str(folder.resolve())
+    _STUDY_FOLDERS.add(folder.resolve())
     if sys.path[:1] != [entry]:
         sys.path[:] = [entry, *(known for known in sys.path if known != entry)]
 
 
 def _forget_if_elsewhere(module_name: str, folder: Path) -> None:
-    """Drop a module cached from another folder when ``folder`` has one of that name: two
-    studies in one process (a notebook, the tests) may each have a ``convnet.py``."""
+    """Drop a module cached from another study folder when ``folder`` has one of that name:
+    two studies in one process (a notebook, the tests) may each have a ``convnet.py``. A
+    library of that name already imported is never dropped: that is one line instead."""
     top = module_name.split(".")[0]
     cached = sys.modules.get(top)
     here = folder.resolve()
     if cached is None or not ((here / f"{top}.py").exists() or (here / top).is_dir()):
         return
-    origin = getattr(cached, "__file__", None)
-    if origin is not None and Path(origin).resolve().is_relative_to(here):
+    origin = Path(getattr(cached, "__file__", None) or here).resolve()
+    if origin.is_relative_to(here):
         return
+    if not any(origin.is_relative_to(other) for other in _STUDY_FOLDERS):
+        raise SearchError(f"{module_name!r} is already imported from {origin}, so "
+                          f"{here / top} cannot be; rename it")
     for name in [name for name in sys.modules if name == top or name.startswith(top + ".")]:
         del sys.modules[name]
 
@@ -101,7 +107,10 @@ def import_attribute(spec: str, folder: Path | None, where: str) -> object:
                           "(for example \"convnet:build\")")
     if folder is not None:
         _put_first_on_path(folder)
-        _forget_if_elsewhere(module_name, folder)
+        try:
+            _forget_if_elsewhere(module_name, folder)
+        except SearchError as error:
+            raise SearchError(f"{where}: {error}") from None
     module = _import_module(module_name, spec, where)
     value: Any = module
     for part in attribute.split("."):

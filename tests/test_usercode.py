@@ -97,6 +97,14 @@ def test_a_module_of_the_same_name_in_another_folder_is_not_reused(
     assert usercode.import_attribute("pkg17.models:build", other, WHERE)(2) == -2
 
 
+def test_a_library_of_the_same_name_is_not_replaced(folder: Path) -> None:
+    (folder / "json.py").write_text("def build():\n    pass\n")
+    with pytest.raises(SearchError, match=rf"^{WHERE}: 'json' is already imported from "
+                                          r".*json.*, so .*json cannot be; rename it$"):
+        usercode.import_attribute("json:build", folder, WHERE)
+    assert sys.modules["json"].dumps([1]) == "[1]"
+
+
 def test_fingerprint_follows_the_module_file(folder: Path) -> None:
     build = usercode.import_attribute("shapes17:build", folder, WHERE)
     before = usercode.fingerprint_module(build)
