@@ -20,7 +20,8 @@ LAYERS = (
     ("search.worker", "search.results"),
     ("search.study", "search.training"),
     ("search.definition", "search.definition_schema", "search.knobs", "search.data",
-     "search.options", "search.locations", "search.errors", "search.signals"),
+     "search.options", "search.locations", "search.errors", "search.signals",
+     "search.usercode", "search.userdata"),
 )
 MAX_MODULE_LINES, MAX_FUNCTION_LINES = 220, 40
 
