@@ -15,7 +15,6 @@ trial's checkpoint kept for the rerun.
 from __future__ import annotations
 
 import dataclasses
-import shutil
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -107,12 +106,13 @@ def _load_data(options: RunOptions) -> data.Dataset:
 def _start_over(options: RunOptions, storage: Storage) -> None:
     """--fresh: the study's files, then its trials and claims, then its checkpoints."""
     from search.results import artifacts
+    from search.training.checkpoints import CheckpointStore
 
     name, locations = options.definition.name, options.locations
     artifacts.discard(storage, name, locations.artifacts)
     if lifecycle.delete_study(storage, name):
         _say(options, f"deleted the stored study '{name}'; starting over")
-    shutil.rmtree(locations.checkpoints, ignore_errors=True)
+    CheckpointStore(locations.checkpoints).discard_all()
 
 
 def _open_study(options: RunOptions, storage: Storage) -> optuna.Study:
