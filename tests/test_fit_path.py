@@ -16,6 +16,8 @@ from search.errors import SearchError
 from search.training import fit_path
 from search.userdata import UserData
 
+pytestmark = pytest.mark.slow  # trains real (tiny) models
+
 tf.config.threading.set_intra_op_parallelism_threads(1)
 tf.config.threading.set_inter_op_parallelism_threads(1)
 

@@ -1,6 +1,6 @@
-"""The shipped examples of issue 17 (studies/convnet.py, studies/regression.py) work with
-the pieces that will run them: their study files name builders that take those keys, and
-one epoch of each trains on the fit path.
+"""The example models (studies/convnet.py, studies/regression.py) work with the pieces that
+will run them: their draft study files (studies/drafts/) name builders that take those
+keys, and one epoch of each trains on the fit path.
 
 Run: ``pytest tests/test_user_examples.py`` (a few seconds; tiny slices, one thread).
 """
@@ -20,6 +20,8 @@ import tensorflow as tf
 from search import usercode, userdata
 from search.training import fit_path
 
+pytestmark = pytest.mark.slow  # trains real (tiny) models
+
 tf.config.threading.set_intra_op_parallelism_threads(1)
 tf.config.threading.set_inter_op_parallelism_threads(1)
 
@@ -33,8 +35,8 @@ def study(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str], tuple]]:
     known = set(sys.modules)
 
     def read(name: str) -> tuple[dict, object]:
-        document = tomllib.loads((STUDIES / name).read_text())
-        where = f"studies/{name}: 'model.build'"
+        document = tomllib.loads((STUDIES / "drafts" / name).read_text())
+        where = f"studies/drafts/{name}: 'model.build'"
         builder = usercode.import_function(document["model"]["build"], STUDIES, where)
         fixed = [key for key in document["model"] if key != "build"]
         usercode.check_builder_arguments(builder, document["search_space"], fixed, where)
