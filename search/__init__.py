@@ -19,7 +19,7 @@ _PUBLIC = {
     "RunOptions": "search.options",
     "SearchError": "search.errors",
     "StudyDefinition": "search.definition",
-    "StudyResult": "search.running",
+    "StudyResult": "search.result",
     "export_best_model": "search.results.export",
     "load": "search.definition",
     "load_study": "search.study.storage:load_for_reading",

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from search import definition_schema, knobs
+from search import definition_schema, knobs, model_sections
 from search.definition_schema import default
 from search.errors import SearchError
 
@@ -47,11 +47,26 @@ class StudyDefinition:
     activation: str = default("activation")
     dropout: float = default("dropout")
     optimizer: str = default("optimizer")
+    learning_rate: float = default("learning_rate")  # the MLP's, unless searched
+    batch_size: int = default("batch_size")  # unless searched
     max_attempts: int = default("max_attempts")
     repeats: int = default("repeats")  # per grid point; may grow on a stored study, never shrink
     train_size: int | None = default("train_size")
     storage_url: str | None = None  # the definition's [storage] url
+    model: dict[str, Any] | None = None  # [model]: build = "module:function", fixed arguments
+    data: dict[str, str] | None = None  # [data]: load = "module:function", or path = "x.npz"
+    metric: str = model_sections.DEFAULT_METRIC  # [objective]
+    direction: str = "maximize"
+    file: str | None = None  # the definition's file; [model] and [data] files are beside it
     source: str = ""
+
+    @property
+    def folder(self) -> Path | None:
+        return None if self.file is None else Path(self.file).parent
+
+    def where(self, key: str) -> str:
+        """How errors name one of the definition's keys: ``studies/x.toml: 'model.build'``."""
+        return f"{self.file or 'study ' + repr(self.name)}: '{key}'"
 
     @property
     def grid(self) -> list[dict[str, Any]]:
@@ -80,12 +95,20 @@ class StudyDefinition:
             return self.seed
         return int(np.random.SeedSequence([self.seed, replicate]).generate_state(1)[0])
 
+    def batch_size_at(self, params: dict[str, Any]) -> int:
+        return int(params.get("batch_size", self.batch_size))
+
     def model_arguments(self, params: dict[str, Any]) -> dict[str, Any]:
-        """What ``build_model`` takes at grid point ``params``: its searched values, the
-        fixed ones for the rest, hidden_units as a list again."""
+        """What the builder takes at grid point ``params``: its searched values and the fixed
+        ones (batch_size is the service's). For the built-in MLP, its knobs, hidden_units
+        as a list again."""
+        if self.model is not None:
+            fixed = {key: value for key, value in self.model.items() if key != "build"}
+            return {**fixed, **{key: value for key, value in params.items()
+                                if key != "batch_size"}}
         arguments = {key: getattr(self, key) for key in knobs.SEED_MODEL}
         arguments.update((key, value) for key, value in params.items()
-                         if key in knobs.SEED_MODEL or key == "learning_rate")
+                         if key in knobs.SEED_MODEL)
         if isinstance(arguments["hidden_units"], str):
             arguments["hidden_units"] = knobs.layer_sizes(arguments["hidden_units"])
         return arguments
@@ -106,16 +129,26 @@ class StudyDefinition:
             "train_size": self.train_size,
             "seed": self.seed,
         }
+        for key in ("learning_rate", "batch_size"):  # every stored study searched both
+            if key not in self.search_space:
+                budget[key] = getattr(self, key)
+        if self.model is not None:
+            del budget["hidden_units"]
+            return {**budget, "model": self.model, "data": self.data,
+                    "objective": [self.metric, self.direction]}
         if "hidden_units" in self.search_space:  # the fixed value means nothing then
             del budget["hidden_units"]
         for key in ("activation", "dropout", "optimizer"):
             if getattr(self, key) != knobs.SEED_MODEL[key]:
                 budget[key] = getattr(self, key)
+        if (self.metric, self.direction) != (model_sections.DEFAULT_METRIC, "maximize"):
+            budget["objective"] = [self.metric, self.direction]
         return budget
 
 
-def parse(text: str, name: str, source: str) -> StudyDefinition:
-    """Build a definition from TOML text; ``source`` names it in error messages."""
+def parse(text: str, name: str, source: str, file: str | None = None) -> StudyDefinition:
+    """Build a definition from TOML text; ``source`` names it in error messages, ``file`` is
+    where it was read (its [model] and [data] files are beside it)."""
     try:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
@@ -123,7 +156,7 @@ def parse(text: str, name: str, source: str) -> StudyDefinition:
     space, fields = definition_schema.checked_fields(document, source)
     storage_url = fields.pop("url")
     return StudyDefinition(name=name, search_space=space, storage_url=storage_url,
-                           source=text, **fields)
+                           source=text, file=file, **fields)
 
 
 def _shipped(name: str) -> Traversable | None:
@@ -164,7 +197,7 @@ def load(name: str, studies_dir: Path = STUDIES_DIR) -> StudyDefinition:
         text = source.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
         raise SearchError(f"{source}: cannot be read as UTF-8 text ({error})") from None
-    return parse(text, name, str(source))
+    return parse(text, name, str(source), str(source))
 
 
 # Studies that search.run derives from a definition: --quick and --epochs N.

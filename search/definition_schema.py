@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from search import knobs
+from search import knobs, model_sections
 from search.errors import SearchError
 
 DEFAULT_MAX_ATTEMPTS = 3  # errors before a unit is given up; studies stored without one too
@@ -18,9 +18,14 @@ DEFAULT_MAX_ATTEMPTS = 3  # errors before a unit is given up; studies stored wit
 # Each key: (type or types, default). Every [training] key defaults to the seed's setup, so
 # a study file holds only what differs from it; ``StudyDefinition`` takes its defaults here.
 _SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
-    "search_space": {},  # the parameters search.knobs checks, each a non-empty list of values
+    "search_space": {},  # each a non-empty list of values (search.knobs, search.model_sections)
+    "model": {},  # search.model_sections checks these three
+    "data": {},
+    "objective": {},
     "training": {
         "epochs": (int, 10),
+        "batch_size": (int, 32),  # when the grid does not search it (Keras's default)
+        "learning_rate": (int | float, knobs.SEED_MODEL["learning_rate"]),  # the MLP's, likewise
         "hidden_units": (list, knobs.SEED_MODEL["hidden_units"]),
         "activation": (str, knobs.SEED_MODEL["activation"]),
         "dropout": (int | float, knobs.SEED_MODEL["dropout"]),
@@ -42,9 +47,6 @@ def default(key: str) -> Any:
     return _SCHEMA["training"][key][1]
 
 
-_REQUIRED_PARAMETERS = ("learning_rate", "batch_size")
-
-
 def _check_type(source: str, key: str, value: Any, expected: Any) -> None:
     # bool is an int in Python; a definition that says `epochs = true` is still wrong.
     if isinstance(value, bool) or not isinstance(value, expected):
@@ -52,7 +54,10 @@ def _check_type(source: str, key: str, value: Any, expected: Any) -> None:
         raise SearchError(f"{source}: '{key}' must be {name}, not {value!r}")
 
 
-def _search_space(document: dict[str, Any], source: str) -> dict[str, list[Any]]:
+def _search_space(document: dict[str, Any], source: str,
+                  builder: bool) -> dict[str, list[Any]]:
+    """The searched values as Optuna will hold them: the MLP's knobs, or any keyword
+    argument of a [model] builder (and batch_size)."""
     for section in document:
         if section not in _SCHEMA:
             # repr: a quoted TOML name may hold a newline, and the error must stay one line.
@@ -61,11 +66,8 @@ def _search_space(document: dict[str, Any], source: str) -> dict[str, list[Any]]
     space = document.get("search_space")
     if not isinstance(space, dict) or not space:
         raise SearchError(f"{source}: [search_space] is missing or empty")
-    space = {key: knobs.searched_values(source, key, values) for key, values in space.items()}
-    for key in _REQUIRED_PARAMETERS:
-        if key not in space:
-            raise SearchError(f"{source}: 'search_space.{key}' is missing")
-    return space
+    check = model_sections.builder_values if builder else knobs.searched_values
+    return {key: check(source, key, values) for key, values in space.items()}
 
 
 def _section_values(document: dict[str, Any], source: str) -> dict[str, Any]:
@@ -92,12 +94,21 @@ def checked_fields(document: dict[str, Any],
                    source: str) -> tuple[dict[str, list[Any]], dict[str, Any]]:
     """The search space (as Optuna will hold it) and the [training] and [storage] values of
     a parsed definition, checked, defaults filled in; ``source`` names it in errors."""
-    space = _search_space(document, source)
+    model = model_sections.model_section(document, source)
+    space = _search_space(document, source, builder=model is not None)
     fields = _section_values(document, source)
-    knobs.check_fixed_values(source, space, document.get("training", {}), fields)
+    training = document.get("training", {})
+    _check_fixed(source, space, training, fields, model)
+    fields["model"] = model
+    fields["data"] = model_sections.data_section(document, source, model)
+    fields["metric"], fields["direction"] = model_sections.objective_section(document, source)
+    if model is None and fields["metric"] not in model_sections.MLP_METRICS:
+        raise SearchError(f"{source}: 'objective.metric' {fields['metric']!r} is not reported "
+                          "by the built-in MLP; it reports "
+                          f"{', '.join(model_sections.MLP_METRICS)}")
     fields["hidden_units"] = list(fields["hidden_units"])  # never the shared default
     fields["dropout"] = float(fields["dropout"])
-    for key in ("epochs", "validation_size", "max_attempts", "repeats"):
+    for key in ("epochs", "batch_size", "validation_size", "max_attempts", "repeats"):
         if fields[key] <= 0:
             raise SearchError(f"{source}: 'training.{key}' must be positive")
     if fields["train_size"] is not None and fields["train_size"] <= 0:
@@ -106,3 +117,22 @@ def checked_fields(document: dict[str, Any],
     if not 0 <= fields["seed"] < 2**32:
         raise SearchError(f"{source}: 'training.seed' must lie in 0..{2**32 - 1}")
     return space, fields
+
+
+def _check_fixed(source: str, space: dict[str, list[Any]], training: dict[str, Any],
+                 fields: dict[str, Any], model: dict[str, Any] | None) -> None:
+    """What is searched is not also fixed; the MLP's knobs belong to the MLP alone."""
+    if "batch_size" in space and "batch_size" in training:
+        raise SearchError(f"{source}: 'search_space.batch_size' and 'training.batch_size' "
+                          "both set batch_size; keep one (searched or fixed)")
+    if model is None:
+        knobs.check_fixed_values(source, space, training, fields)
+        return
+    for key in model_sections.MLP_ONLY:
+        if key in training:
+            raise SearchError(f"{source}: 'training.{key}' sets the built-in MLP; a [model] "
+                              f"builder takes its fixed arguments in [model]")
+    both = sorted(set(space) & set(model) - {"build"})
+    if both:
+        raise SearchError(f"{source}: 'search_space.{both[0]}' and 'model.{both[0]}' both set "
+                          f"{both[0]}; keep one (searched or fixed)")

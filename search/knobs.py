@@ -20,7 +20,7 @@ ACTIVATIONS = ("relu", "gelu", "tanh", "sigmoid", "elu", "selu", "silu", "swish"
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
 # The seed's MLP. A knob is searched ([search_space]) or fixed ([training]), never both.
 SEED_MODEL: dict[str, Any] = {"hidden_units": [128, 64], "activation": "relu",
-                              "dropout": 0.0, "optimizer": "adam"}
+                              "dropout": 0.0, "optimizer": "adam", "learning_rate": 0.001}
 
 
 def _number(value: Any) -> bool:

@@ -16,79 +16,53 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import optuna
 
-from search import data
+from search import datasets
 from search import definition as definitions
-from search.errors import Interrupted
+from search.errors import Interrupted, SearchError
 from search.options import RunOptions, make_options
+from search.result import StudyResult
 from search.study import lifecycle, points
 from search.study.storage import Storage, open_storage, storage_errors
+from search.usercode import importable_name
 
 if TYPE_CHECKING:
-    from search.results.export import ExportedModel
-    from search.results.statistics import PointSummary
-
-
-@dataclasses.dataclass
-class StudyResult:
-    """What a run left in the storage: every unit's state, the trials, the verdict."""
-
-    name: str
-    display_url: str  # the storage URL with any password masked
-    study: optuna.Study
-    states: list[str]  # per unit, in running order
-    worker_failures: list[str] = dataclasses.field(default_factory=list)
-    artifact_dir: Path | None = None  # the trials' figures and models
-
-    @property
-    def complete(self) -> int:
-        return self.states.count(points.COMPLETE)
-
-    @property
-    def given_up(self) -> int:
-        return self.states.count(points.GIVEN_UP)
-
-    @property
-    def finished(self) -> bool:
-        return not set(self.states) & set(points.UNFINISHED)
-
-    @property
-    def trials(self) -> list[optuna.trial.FrozenTrial]:
-        return self.study.get_trials()
-
-    @property
-    def best(self) -> PointSummary | None:
-        """The verdict's best grid point, if any completed."""
-        from search.results import table  # SciPy loads only when a verdict is asked for
-
-        return table.verdict_of(self.study).best
-
-    @property
-    def ok(self) -> bool:
-        """Nothing given up, no worker failed while units were left."""
-        return not self.given_up and not (self.worker_failures and not self.finished)
-
-    def export_best_model(self, path: str | Path) -> ExportedModel:
-        """Write the best point's typical model to ``path`` (``search.results.export``)."""
-        from search.results import export
-
-        return export.export_best_model(self.study, path, self.artifact_dir)
+    from search.training.builders import Builder
 
 
 def run_study(study: str | definitions.StudyDefinition, *, storage_url: str | None = None,
-              studies_dir: str | Path | None = None, **settings: object) -> StudyResult:
+              studies_dir: str | Path | None = None, build: Builder | None = None,
+              data: Mapping[str, Any] | None = None, **settings: object) -> StudyResult:
     """Run (or resume, or finish) a study; see ``search.options.make_options`` for settings:
     data_dir, workers, threads, epochs, quick, repeats, fresh, retry_failed, show_progress.
+
+    ``build`` (a function returning a compiled keras.Model) and ``data`` (a mapping with
+    x_train, y_train and optionally the validation and test arrays) stand in for the
+    definition's [model] and [data], so a notebook can tune a model it defines in a cell.
     """
     folder = Path(studies_dir) if studies_dir is not None else definitions.STUDIES_DIR
     definition = study if isinstance(study, definitions.StudyDefinition) \
         else definitions.load(study, folder)
-    return run(make_options(definition, storage_url=storage_url, studies_dir=folder,
-                            **settings))
+    if build is not None and definition.model is None:
+        definition = dataclasses.replace(definition, model={"build": _name_of(build)})
+    options = make_options(definition, storage_url=storage_url, studies_dir=folder,
+                           **settings)
+    if options.workers > 1 and (data is not None or (build and not importable_name(build))):
+        given = "data given as arrays" if data is not None else f"the builder {_name_of(build)}"
+        raise SearchError(f"{given} cannot reach worker processes (nothing is pickled); put "
+                          "it in a module and name it in the study's [model] or [data], or "
+                          "pass workers=1")
+    return run(options, build=build, data=data)
+
+
+def _name_of(build: Builder) -> str:
+    name = importable_name(build)
+    return name or f"{build.__module__}:{build.__qualname__}".replace("<", "").replace(">", "")
 
 
 def _say(options: RunOptions, text: str) -> None:
@@ -96,11 +70,32 @@ def _say(options: RunOptions, text: str) -> None:
         print(text, file=sys.stderr)
 
 
-def _load_data(options: RunOptions) -> data.Dataset:
-    """The study's data, split: the one place a process loads it."""
+@dataclasses.dataclass
+class _Prepared:
+    """What a process trains with: the data (loaded once) and the builder."""
+
+    dataset: Any
+    builder: Builder | None = None  # None: the built-in MLP
+    fingerprints: dict[str, str] = dataclasses.field(default_factory=dict)
+
+
+def _prepare(options: RunOptions, build: Builder | None = None,
+             data: Mapping[str, Any] | None = None, check: bool = True) -> _Prepared:
+    """The study's data and builder: the one place a process loads them. With ``check``,
+    a [model] study's builder and data are checked against each other first."""
     definition = options.definition
-    return data.split(data.load_raw(options.data_dir), definition.validation_size,
-                      definition.seed, definition.train_size)
+    dataset = datasets.load(definition, options.data_dir, data)
+    if definition.model is None:
+        return _Prepared(dataset)
+    from search.training import builders
+    from search.worker import process
+
+    process.configure_threads(options.threads)  # before Keras builds anything here
+    builder = builders.builder_of(definition, build)
+    if check:
+        builders.check(definition, builder, dataset)
+    return _Prepared(dataset, builder, {"model": builders.fingerprint(definition, builder),
+                                        "data": datasets.fingerprint(dataset)})
 
 
 def _start_over(options: RunOptions, storage: Storage) -> None:
@@ -134,7 +129,8 @@ def _note(storage: Storage, name: str) -> object:
     return StudyNote(storage, name)
 
 
-def run(options: RunOptions) -> StudyResult:
+def run(options: RunOptions, build: Builder | None = None,
+        data: Mapping[str, Any] | None = None) -> StudyResult:
     """Run the study the options describe; see ``run_study``."""
     locations, name = options.locations, options.definition.name
     locations.make_studies_dir()
@@ -143,7 +139,7 @@ def run(options: RunOptions) -> StudyResult:
         is_new = options.fresh or not lifecycle.is_stored(storage, name)
     # A new study is created only once its data loads: a bad --data-dir must not leave an
     # empty study behind (nor --fresh delete one).
-    dataset = _load_data(options) if is_new else None
+    prepared = _prepare(options, build, data) if is_new else None
     with storage_errors(storage.url):
         study = _open_study(options, storage)
         states = points.states(study)
@@ -154,8 +150,11 @@ def run(options: RunOptions) -> StudyResult:
                       f"{len(states)} trials complete); nothing to run")
     else:
         # Loaded here also for several workers: a bad folder is one line, not one each.
-        dataset = dataset or _load_data(options)
-        failures = _train(options, storage, study, dataset)
+        prepared = prepared or _prepare(options, build, data)
+        with storage_errors(storage.url):
+            lifecycle.record_fingerprints(study, prepared.fingerprints,
+                                          f"study '{name}' in {storage.display_url}")
+        failures = _train(options, storage, study, prepared)
     with storage_errors(storage.url):
         final = optuna.load_study(study_name=name, storage=storage.rdb)
         return StudyResult(name, storage.display_url, final, points.states(final), failures,
@@ -163,17 +162,18 @@ def run(options: RunOptions) -> StudyResult:
 
 
 def _train(options: RunOptions, storage: Storage, study: optuna.Study,
-           dataset: data.Dataset) -> list[str]:
+           prepared: _Prepared) -> list[str]:
     """Train the units here or in worker processes; the lines of workers that failed."""
     note = _note(storage, options.definition.name)
     if options.workers == 1:
         from search.worker import process
 
-        process.work_here(options, storage, study, dataset, on_trial_end=note)
+        process.work_here(options, storage, study, prepared.dataset, prepared.builder,
+                          on_trial_end=note)
         return []
     from search.worker import pool
 
-    del dataset  # the workers read the data themselves; this process only watches
+    del prepared  # the workers read the data themselves; this process only watches
     with storage_errors(storage.url):
         interrupted, failures = pool.work_in_processes(options, study, on_trial_end=note)
     if interrupted:
@@ -188,4 +188,5 @@ def work(options: RunOptions) -> None:
     storage = open_storage(options.storage_url)
     with storage_errors(storage.url):
         study = lifecycle.open_study(storage, options.definition)
-    process.work_here(options, storage, study, _load_data(options), quiet=True)
+    prepared = _prepare(options, check=False)  # the process that started it checked
+    process.work_here(options, storage, study, prepared.dataset, prepared.builder, quiet=True)

@@ -49,6 +49,9 @@ def test_a_valid_file_round_trips(tmp_path: Path) -> None:
     assert loaded.source == VALID
 
 
+USER = "[search_space]\nlearning_rate = [0.001]\n"  # a grid that any [model] could take
+
+
 def _replace(old: str, new: str) -> str:
     assert old in VALID
     return VALID.replace(old, new)
@@ -77,8 +80,27 @@ MALFORMED = [
     ("repeated value", _replace("[32, 64, 128]", "[32, 64, 32]"), "search_space.batch_size"),
     ("batch size a float", _replace("[32, 64, 128]", "[32, 64.5]"), "search_space.batch_size"),
     ("nested list", _replace("[32, 64, 128]", "[[32], [64]]"), "search_space.batch_size"),
-    ("missing learning_rate", _replace("learning_rate = [0.0001, 0.001, 0.01]\n", ""),
-     "search_space.learning_rate"),
+    ("learning_rate searched and fixed", _replace("seed = 0", "seed = 0\nlearning_rate = 0.1"),
+     "training.learning_rate"),
+    ("batch_size searched and fixed", _replace("seed = 0", "seed = 0\nbatch_size = 16"),
+     "training.batch_size"),
+    ("fixed learning_rate of 2", _replace("learning_rate = [0.0001, 0.001, 0.01]\n", "")
+     .replace("seed = 0", "seed = 0\nlearning_rate = 2.0"), "training.learning_rate"),
+    ("model without build", USER + "[model]\nfilters = 3\n", "model.build"),
+    ("build not module:function", USER + '[model]\nbuild = "convnet.build"\n', "model.build"),
+    ("model searched and fixed", USER + '[model]\nbuild = "m:b"\nlearning_rate = 0.1\n',
+     "model.learning_rate"),
+    ("MLP knob beside a model", USER + '[model]\nbuild = "m:b"\n[training]\ndropout = 0.1\n',
+     "training.dropout"),
+    ("a list searched for a model", USER.replace("[0.001]", "[[1, 2]]")
+     + '[model]\nbuild = "m:b"\n', "search_space.learning_rate"),
+    ("data without a model", VALID + '[data]\npath = "x.npz"\n', "[data]"),
+    ("data with both", USER + '[model]\nbuild = "m:b"\n[data]\npath = "x.npz"\nload = "m:l"\n',
+     "[data]"),
+    ("metric not a validation one", USER + '[objective]\nmetric = "loss"\n', "objective.metric"),
+    ("metric with no direction", USER + '[objective]\nmetric = "val_iou"\n',
+     "objective.direction"),
+    ("direction misspelt", USER + '[objective]\ndirection = "up"\n', "objective.direction"),
     ("learning_rate of 1", _replace("0.01]", "1.0]"), "search_space.learning_rate"),
     ("learning_rate of 0", _replace("0.0001,", "0.0,"), "search_space.learning_rate"),
     ("learning_rate negative", _replace("0.0001,", "-0.1,"), "search_space.learning_rate"),
@@ -130,3 +152,25 @@ def test_unknown_study_names_the_file_and_the_known_ones(tmp_path: Path) -> None
     message = str(caught.value)
     assert "\n" not in message
     assert str(tmp_path / "mnsit.toml") in message and "mine" in message
+
+
+def test_a_builder_study_reads_its_sections_and_defaults(tmp_path: Path) -> None:
+    (tmp_path / "mine.toml").write_text(
+        '[model]\nbuild = "convnet:build"\nfilters = 8\n[data]\npath = "d.npz"\n'
+        "[search_space]\ndropout = [0.0, 0.5]\n[objective]\nmetric = \"val_loss\"\n")
+    loaded = definition.load("mine", tmp_path)
+    assert (loaded.metric, loaded.direction) == ("val_loss", "minimize")
+    assert loaded.model == {"build": "convnet:build", "filters": 8}
+    assert loaded.folder == tmp_path and loaded.batch_size == 32
+    assert loaded.model_arguments({"dropout": 0.5}) == {"filters": 8, "dropout": 0.5}
+    assert loaded.budget()["objective"] == ["val_loss", "minimize"]
+
+
+def test_the_mlp_with_a_fixed_learning_rate_and_batch_size(tmp_path: Path) -> None:
+    (tmp_path / "fixed.toml").write_text(
+        "[search_space]\ndropout = [0.0, 0.3]\n[training]\nlearning_rate = 0.01\n"
+        "batch_size = 64\n")
+    loaded = definition.load("fixed", tmp_path)
+    assert loaded.model_arguments({"dropout": 0.3})["learning_rate"] == 0.01
+    assert loaded.batch_size_at({"dropout": 0.3}) == 64
+    assert {"learning_rate": 0.01, "batch_size": 64}.items() <= loaded.budget().items()

@@ -23,6 +23,7 @@ from search.study.storage import open_storage
 from search.training.compiled import CompiledTraining
 from search.worker import loop
 from search.worker.objective import Objective
+from search.worker.paths import CompiledPath
 from tests.conftest import REPO, write_definition
 
 pytestmark = pytest.mark.slow
@@ -50,7 +51,7 @@ def run_worker(storage, tiny, data, trials: int | None = None,
 
     study = lifecycle.open_study(storage, tiny)
     with CompiledTraining() as compiled, contextlib.suppress(_Enough):
-        loop.work(storage, study, Objective(tiny, data, compiled, **settings),
+        loop.work(storage, study, Objective(tiny, CompiledPath(compiled, data), **settings),
                   on_trial_end=trial_end)
     return ended
 

@@ -27,6 +27,7 @@ from search.training.copies import Copy, architecture_of, epoch_order
 from search.training.dropout import dropout_seeds, seed_states
 from search.training.model import build_model
 from search.worker import loop
+from search.worker.paths import CompiledPath
 
 PAIR = "[search_space]\nlearning_rate = [0.001, 0.01]\nbatch_size = [32]\n"
 SEED_BUDGET = {"search_space": {"learning_rate": [0.0001, 0.001, 0.01],
@@ -384,10 +385,10 @@ def test_a_resumed_trial_ends_like_an_uninterrupted_one(tiny_data, compiled, tmp
     first = _model(0, **knobs)
     _fit(compiled, tiny_data, seed=0, epochs=1, model=first)
     store, key = CheckpointStore(tmp_path), {"epochs": 2}
-    store.save("unit", first, key, 1, {"val_accuracy": [0.0]}, [1.0])
-    keras.backend.clear_session()
-    restored = store.load("unit", key)
-    _fit(compiled, tiny_data, seed=0, epochs=2, model=restored.model,
+    store.save("unit", CompiledPath.state(first), key, 1, {"val_accuracy": [0.0]}, [1.0])
+    rebuilt = _model(7, **knobs)  # other initial weights: the checkpoint replaces them all
+    restored = store.load("unit", key, CompiledPath.state(rebuilt))
+    _fit(compiled, tiny_data, seed=0, epochs=2, model=rebuilt,
          initial_epoch=restored.epochs_done)
-    for ours, theirs in zip(_state(restored.model), _state(straight), strict=True):
+    for ours, theirs in zip(_state(rebuilt), _state(straight), strict=True):
         np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-6)

@@ -16,12 +16,12 @@ PACKAGE = Path(__file__).resolve().parent.parent / "search"
 LAYERS = (
     ("search", "search.run", "search.report", "search.dashboard", "search.cli",
      "search.worker.__main__"),
-    ("search.running",),
+    ("search.running", "search.result"),
     ("search.worker", "search.results"),
     ("search.study", "search.training"),
     ("search.definition", "search.definition_schema", "search.knobs", "search.data",
      "search.options", "search.locations", "search.errors", "search.signals",
-     "search.usercode", "search.userdata"),
+     "search.usercode", "search.userdata", "search.datasets", "search.model_sections"),
 )
 MAX_MODULE_LINES, MAX_FUNCTION_LINES = 220, 40
 

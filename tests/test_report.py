@@ -27,6 +27,7 @@ from search.study.storage import open_storage
 from search.training.compiled import CompiledTraining
 from search.worker import loop
 from search.worker.objective import Objective
+from search.worker.paths import CompiledPath
 from tests.conftest import write_definition
 
 pytestmark = pytest.mark.slow
@@ -69,7 +70,7 @@ def partial(tmp_path_factory: pytest.TempPathFactory, tiny_data) -> Path:
         raise KeyboardInterrupt  # as Ctrl-C after the first trial
 
     with CompiledTraining() as compiled, pytest.raises(KeyboardInterrupt):
-        loop.work(storage, study, Objective(definition, tiny_data, compiled),
+        loop.work(storage, study, Objective(definition, CompiledPath(compiled, tiny_data)),
                   on_trial_end=stop)
     storage.rdb.engine.dispose()
     return folder

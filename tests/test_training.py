@@ -16,6 +16,7 @@ from search.training.checkpoints import CheckpointStore
 from search.training.compiled import CompiledLoop, CompiledTraining
 from search.training.copies import EVALUATION_CHUNK
 from search.training.model import build_model
+from search.worker.paths import CompiledPath
 
 pytestmark = pytest.mark.slow
 
@@ -93,12 +94,12 @@ def test_resumed_from_a_checkpoint_ends_like_an_uninterrupted_run(slice_data, tm
     store = CheckpointStore(tmp_path)
     name = f"learning_rate=0.001,batch_size={BATCH_SIZE},replicate=0"
     key = {"epochs": 2}
-    store.save(name, first, key, 1, {"val_accuracy": [first_epochs[0][1]["val_accuracy"]]},
-               [1.0])
-    keras.backend.clear_session()
-    restored = store.load(name, key)
+    store.save(name, CompiledPath.state(first), key, 1,
+               {"val_accuracy": [first_epochs[0][1]["val_accuracy"]]}, [1.0])
+    rebuilt = _model(seed=7)  # other initial weights: the checkpoint must replace them all
+    restored = store.load(name, key, CompiledPath.state(rebuilt))
     resumed, resumed_epochs = _train(compiled, slice_data, seed=0, epochs=2,
-                                     model=restored.model, initial_epoch=restored.epochs_done)
+                                     model=rebuilt, initial_epoch=restored.epochs_done)
 
     assert [epoch for epoch, _ in resumed_epochs] == [1]
     for ours, theirs in zip(_state(resumed), _state(straight), strict=True):

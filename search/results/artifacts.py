@@ -57,10 +57,10 @@ def discard(storage: Storage, study_name: str, root: Path) -> None:
 
 
 def write_history(trial: optuna.Trial | optuna.trial.FrozenTrial, path: Path) -> Path:
-    """One row per epoch: the four metrics and the epoch's training seconds."""
+    """One row per epoch: every metric and the epoch's training seconds."""
     history = trial.user_attrs[points.HISTORY]
     seconds = trial.user_attrs.get(points.EPOCH_SECONDS, [])
-    names = ["loss", "accuracy", "val_loss", "val_accuracy"]
+    names = list(history)
     with path.open("w", newline="", encoding="utf-8") as file:
         writer = csv.writer(file)
         writer.writerow(["epoch", *names, "seconds"])
@@ -79,9 +79,9 @@ class TrialArtifacts:
     trial's ``model_error`` attribute, which ``search.results.export`` repeats.
     """
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, metric: str = "val_accuracy", mnist: bool = True) -> None:
         self.root = root
-        self.curves = trial_figure.TrialCurves()
+        self.curves = trial_figure.TrialCurves(metric, mnist)
 
     def __call__(self, trial: optuna.Trial, model: keras.Model | None = None) -> None:
         links = self._figures(trial)

@@ -12,6 +12,7 @@ import optuna
 import optuna_dashboard
 
 from search.results import table
+from search.study import points
 from search.study.storage import Storage
 
 
@@ -28,4 +29,4 @@ class StudyNote:
         if study.metric_names is None:  # the dashboard's plots then say what the value is
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                study.set_metric_names(["val_accuracy"])
+                study.set_metric_names([points.objective_of(study)[0]])

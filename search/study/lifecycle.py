@@ -41,7 +41,8 @@ def open_study(storage: Storage, definition: StudyDefinition) -> optuna.Study:
     # Every worker builds the same sampler: the same value lists, the same seed.
     sampler = ClaimedGridSampler(definition.search_space, seed=definition.seed)
     study = optuna.create_study(study_name=definition.name, storage=storage.rdb,
-                                direction="maximize", sampler=sampler, load_if_exists=True)
+                                direction=definition.direction, sampler=sampler,
+                                load_if_exists=True)
     attrs = study.user_attrs
     budget, grid = points.normalised(definition.budget()), points.normalised(definition.grid)
     where = f"study '{definition.name}' in {storage.display_url}"
@@ -72,6 +73,24 @@ def open_study(storage: Storage, definition: StudyDefinition) -> optuna.Study:
     if attrs.get(points.MAX_ATTEMPTS) != definition.max_attempts:
         study.set_user_attr(points.MAX_ATTEMPTS, definition.max_attempts)
     return study
+
+
+def record_fingerprints(study: optuna.Study, fingerprints: dict[str, str],
+                        where: str) -> None:
+    """A study stays one experiment: the hashes of its builder's module and of its data,
+    stored by its first run, must match every later run's."""
+    stored = study.user_attrs.get(points.FINGERPRINTS)
+    if stored is None:
+        if fingerprints:
+            study.set_user_attr(points.FINGERPRINTS, fingerprints)
+        return
+    what = {"model": "its builder's module", "data": "its data"}
+    changed = [what[key] for key in sorted(fingerprints)
+               if stored.get(key) != fingerprints[key]]
+    if changed:
+        raise SearchError(f"{where} was started with other {' and '.join(changed)}; give the "
+                          "changed study a new name (a new studies/*.toml) or pass --fresh to "
+                          "discard the stored trials")
 
 
 def _check_grid(study: optuna.Study, grid: list[dict], where: str) -> None:

@@ -23,6 +23,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from search.definition_schema import DEFAULT_MAX_ATTEMPTS
+from search.model_sections import DEFAULT_METRIC
 
 PENDING, RUNNING, COMPLETE, RETRYING, GIVEN_UP = (
     "pending", "running", "complete", "retrying", "given up")
@@ -41,7 +42,8 @@ EPOCH_SECONDS = "epoch_seconds"  # trial user attribute: each epoch's training s
 BEST_EPOCH = "best_epoch"  # trial user attribute: the epoch of the best validation accuracy
 TEST_ACCURACY = "test_accuracy"  # trial user attribute: recorded, never used to choose
 TEST_LOSS = "test_loss"  # trial user attribute: recorded, never used to choose
-BEST_VAL_ACCURACY = "best_val_accuracy"  # trial user attribute: at BEST_EPOCH
+TEST_SCORES = "test_scores"  # trial user attribute: {test_loss, test_<metric>, ...}
+PATH = "path"  # trial user attribute: the training path, "compiled" or "fit"
 SEED = "seed"  # trial user attribute: the replicate's seed of weights and batch order
 VERSIONS = "versions"  # trial user attribute: Python, TensorFlow, Keras, Optuna, NumPy
 DATA_SIZES = "data_sizes"  # trial user attribute: {train, valid, test} example counts
@@ -56,6 +58,7 @@ MAX_ATTEMPTS = "max_attempts"  # study user attribute: errors before a unit is g
 FORGIVEN = "forgiven_errors"  # study user attribute {unit id: errors no longer counted}
 BUDGET = "budget"  # study user attribute: what the stored trials depend on
 DEFINITION = "definition"  # study user attribute: the definition file's text
+FINGERPRINTS = "fingerprints"  # study user attribute: {model, data} hashes of user code, data
 
 
 def normalised(value: Any) -> Any:
@@ -165,6 +168,13 @@ def unit_status(study: optuna.Study,
             status.last_failure = failure
             status.errors += failure.startswith("error")
     return statuses
+
+
+def objective_of(study: optuna.Study) -> tuple[str, str]:
+    """The study's objective: (validation metric, "maximize" or "minimize")."""
+    metric, direction = study.user_attrs.get(BUDGET, {}).get(
+        "objective", (DEFAULT_METRIC, "maximize"))
+    return metric, direction
 
 
 def max_attempts(study: optuna.Study) -> int:

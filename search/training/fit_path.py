@@ -49,7 +49,7 @@ def reset_seeds(model: keras.Model, seed: int, epoch: int) -> None:
         state.assign(value.astype(state.dtype))
 
 
-def _state_variables(model: keras.Model) -> list[keras.Variable]:
+def state_variables(model: keras.Model) -> list[keras.Variable]:
     """Everything training changes, in a fixed order: the model's variables (weights,
     BatchNormalization statistics, seed states), then the optimizer's (iteration count,
     learning rate, moments)."""
@@ -60,7 +60,7 @@ def _state_variables(model: keras.Model) -> list[keras.Variable]:
 
 def state_arrays(model: keras.Model) -> list[np.ndarray]:
     """The model's training state as NumPy arrays (for a checkpoint)."""
-    return [np.array(variable.numpy()) for variable in _state_variables(model)]
+    return [np.array(variable.numpy()) for variable in state_variables(model)]
 
 
 def restore_state(model: keras.Model, arrays: Sequence[np.ndarray]) -> None:
@@ -69,7 +69,7 @@ def restore_state(model: keras.Model, arrays: Sequence[np.ndarray]) -> None:
     The model must have its variables: a subclassed model makes them when first called
     (``probe`` calls it). A mismatch is a ValueError (the checkpoint is not this model's).
     """
-    variables = _state_variables(model)
+    variables = state_variables(model)
     if len(arrays) != len(variables):
         raise ValueError(f"{len(arrays)} arrays for {len(variables)} variables; was the "
                          "model built (called once) before restoring?")

@@ -37,6 +37,7 @@ class StudyMonitor:
         self.show = show
         self.on_trial_end = on_trial_end
         self.epochs = study.user_attrs[points.BUDGET]["epochs"]
+        self.metric = points.objective_of(study)[0]
         self.seen_epochs: dict[int, int] = {}
         self.ended: set[int] = {t.number for t in study.get_trials(deepcopy=False)
                                 if t.state.is_finished()}
@@ -63,11 +64,11 @@ class StudyMonitor:
             for step in sorted(trial.intermediate_values):
                 if step > self.seen_epochs[trial.number]:
                     self.seen_epochs[trial.number] = step
-                    self._say(f"  #{trial.number} epoch {step}/{self.epochs} val_acc "
+                    self._say(f"  #{trial.number} epoch {step}/{self.epochs} {self.metric} "
                               f"{trial.intermediate_values[step]:.4f}")
             if trial.state.is_finished():
                 self.ended.add(trial.number)
-                outcome = (f"val_accuracy {trial.value:.4f}" if trial.state == TrialState.COMPLETE
+                outcome = (f"{self.metric} {trial.value:.4f}" if trial.state == TrialState.COMPLETE
                            else f"{trial.state.name}: {trial.user_attrs.get(points.FAILURE)}")
                 self._say(f"  {self._name(trial)} ended, {outcome} [{done} of {total} trials "
                           f"complete, elapsed "

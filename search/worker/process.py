@@ -13,6 +13,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable
+from typing import Any
 
 import optuna
 
@@ -20,6 +21,7 @@ from search.data import Dataset
 from search.options import RunOptions
 from search.study.storage import Storage, storage_errors
 from search.training.checkpoints import CheckpointStore
+from search.userdata import UserData
 from search.worker.loop import work
 
 logger = logging.getLogger(__name__)
@@ -57,14 +59,28 @@ def configure_threads(threads: int) -> None:
         logger.info("TensorFlow has started already; keeping its thread settings")
 
 
-def work_here(options: RunOptions, storage: Storage, study: optuna.Study, dataset: Dataset,
+def _both(*listeners: Callable[[optuna.trial.FrozenTrial], None] | None
+          ) -> Callable[[optuna.trial.FrozenTrial], None]:
+    """One listener that calls each given one in turn."""
+    def call(trial: optuna.trial.FrozenTrial) -> None:
+        for listener in listeners:
+            if listener is not None:
+                listener(trial)
+
+    return call
+
+
+def work_here(options: RunOptions, storage: Storage, study: optuna.Study,
+              dataset: Dataset | UserData, builder: Callable[..., Any] | None = None,
               on_trial_end: Callable[[optuna.trial.FrozenTrial], None] | None = None,
               quiet: bool = False) -> None:
-    """Train units of ``study`` in this process until none is left; raises Interrupted."""
+    """Train units of ``study`` in this process until none is left; raises Interrupted.
+    ``builder``: the [model] builder (the fit path); None: the MLP (the compiled path)."""
     configure_threads(options.threads)
     from search.results.artifacts import TrialArtifacts
     from search.training.compiled import CompiledTraining
     from search.worker.objective import Objective
+    from search.worker.paths import CompiledPath, FitPath
     from search.worker.progress import Progress
 
     # What lives now (TensorFlow, Keras, the data: 300,000 objects) lives for the whole
@@ -73,19 +89,18 @@ def work_here(options: RunOptions, storage: Storage, study: optuna.Study, datase
     gc.collect()
     gc.freeze()
     progress = None if quiet or not options.show_progress else Progress(study)
-    listeners = [listener for listener in (on_trial_end, progress and progress.trial_end)
-                 if listener is not None]
-
-    def trial_end(trial: optuna.trial.FrozenTrial) -> None:
-        for listener in listeners:
-            listener(trial)
-
+    trial_end = _both(on_trial_end, progress and progress.trial_end)
     with CompiledTraining() as compiled:
-        objective = Objective(options.definition, dataset, compiled,
+        path = FitPath(builder, dataset) if builder is not None \
+            else CompiledPath(compiled, dataset)
+        objective = Objective(options.definition, path,
                               CheckpointStore(options.locations.checkpoints),
                               on_epoch=progress.epoch_end if progress else None,
-                              on_finish=TrialArtifacts(options.locations.artifacts))
-        objective.compile_ahead()
+                              on_finish=TrialArtifacts(options.locations.artifacts,
+                                                       options.definition.metric,
+                                                       builder is None))
+        if isinstance(path, CompiledPath):
+            path.compile_ahead(options.definition)
         with storage_errors(storage.url):
             work(storage, study, objective,
                  on_trial_start=progress.trial_start if progress else None,

@@ -39,6 +39,7 @@ class Progress:
         statuses = points.unit_status(study)
         self.repeats = study.user_attrs.get(points.REPEATS, 1)
         self.epochs = study.user_attrs[points.BUDGET]["epochs"]
+        self.metric = points.objective_of(study)[0]
         self.total = len(statuses)
         self.done = sum(status.complete is not None for status in statuses)
         self.stream = sys.stderr
@@ -66,9 +67,8 @@ class Progress:
         left_in_study = left_in_trial + max(0, self.total - self.done - 1) * epochs
         filled = 20 * epoch // epochs
         bar = "#" * filled + "." * (20 - filled)
-        text = (f"  epoch {epoch:>2}/{epochs} [{bar}] loss {logs['loss']:.4f} "
-                f"acc {logs['accuracy']:.4f} val_loss {logs['val_loss']:.4f} "
-                f"val_acc {logs['val_accuracy']:.4f}  {seconds:.1f}s/epoch  "
+        scores = " ".join(f"{name} {value:.4f}" for name, value in logs.items())
+        text = (f"  epoch {epoch:>2}/{epochs} [{bar}] {scores}  {seconds:.1f}s/epoch  "
                 f"elapsed {format_seconds(time.perf_counter() - self.started)}  "
                 f"ETA trial {format_seconds(left_in_trial * per_epoch)}, "
                 f"study {format_seconds(left_in_study * per_epoch)}")
@@ -78,9 +78,10 @@ class Progress:
         attrs = trial.user_attrs
         if trial.state == optuna.trial.TrialState.COMPLETE:
             self.done += 1
-            self._write(f"  done: val_accuracy {trial.value:.4f} (best epoch "
-                        f"{attrs.get(points.BEST_EPOCH)}), test_accuracy "
-                        f"{attrs.get(points.TEST_ACCURACY, float('nan')):.4f}, "
+            tests = " ".join(f"{name} {value:.4f}"
+                             for name, value in attrs.get(points.TEST_SCORES, {}).items())
+            self._write(f"  done: {self.metric} {trial.value:.4f} (best epoch "
+                        f"{attrs.get(points.BEST_EPOCH)}), {tests or 'no test set'}, "
                         f"{attrs.get(points.SECONDS, 0):.1f}s training "
                         f"[{self.done} of {self.total} trials complete]")
         else:

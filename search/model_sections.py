@@ -1,0 +1,127 @@
+"""The [model], [data] and [objective] sections of a study definition: the user's builder
+and data, and what the study optimizes. Without them a study trains the built-in MLP on
+MNIST and maximizes validation accuracy, as ever.
+
+    [model]
+    build = "convnet:build"   # "module:function" beside the study file; other keys are
+    filters = 32              # fixed keyword arguments of the builder
+    [data]
+    load = "my_data:load"     # or: path = "digits.npz"
+    [objective]
+    metric = "val_loss"       # any validation metric the compiled model reports
+    direction = "minimize"    # default: by the metric's name (see ``default_direction``)
+
+Only the form is checked here; importing and calling the user's code, and checking the
+data and the metric against the model, happens before the first trial (``search.running``).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from search.errors import SearchError
+
+DEFAULT_METRIC = "val_accuracy"
+MLP_METRICS = ("val_loss", "val_accuracy")  # what the built-in MLP reports
+MINIMIZED_ENDINGS = ("loss", "error", "mse", "mae")  # lower is better
+MAXIMIZED_ENDINGS = ("accuracy", "auc")  # higher is better
+DIRECTIONS = ("maximize", "minimize")
+_SPEC = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
+# The built-in MLP's knobs, set in [training]; a [model] builder takes its own in [model].
+MLP_ONLY = ("hidden_units", "activation", "dropout", "optimizer", "learning_rate")
+
+
+def _table(document: dict[str, Any], section: str, source: str) -> dict[str, Any] | None:
+    table = document.get(section)
+    if table is not None and not isinstance(table, dict):
+        raise SearchError(f"{source}: '{section}' must be a table ([{section}])")
+    return table
+
+
+def _spec(source: str, key: str, value: Any) -> str:
+    if not isinstance(value, str) or not _SPEC.fullmatch(value):
+        raise SearchError(f"{source}: '{key}' must be \"module:function\" (like "
+                          f"\"convnet:build\"), not {value!r}")
+    return value
+
+
+def model_section(document: dict[str, Any], source: str) -> dict[str, Any] | None:
+    """[model]: ``build`` and the builder's fixed keyword arguments; None without one."""
+    table = _table(document, "model", source)
+    if table is None:
+        return None
+    if "build" not in table:
+        raise SearchError(f"{source}: 'model.build' is missing; name the builder, like "
+                          "build = \"convnet:build\"")
+    _spec(source, "model.build", table["build"])
+    return dict(table)
+
+
+def data_section(document: dict[str, Any], source: str,
+                 model: dict[str, Any] | None) -> dict[str, str] | None:
+    """[data]: ``load`` (a loader) or ``path`` (an .npz file), exactly one; None without."""
+    table = _table(document, "data", source)
+    if table is None:
+        return None
+    if model is None:
+        raise SearchError(f"{source}: [data] needs a [model] that takes it; the built-in MLP "
+                          "trains on MNIST only")
+    unknown = sorted(set(table) - {"load", "path"})
+    if unknown or len(table) != 1:
+        raise SearchError(f"{source}: [data] takes exactly one of 'load' (\"module:function\") "
+                          f"or 'path' (an .npz file), not {', '.join(sorted(table)) or 'none'}")
+    if "load" in table:
+        return {"load": _spec(source, "data.load", table["load"])}
+    if not isinstance(table["path"], str) or not table["path"]:
+        raise SearchError(f"{source}: 'data.path' must be a file name, not {table['path']!r}")
+    return {"path": table["path"]}
+
+
+def default_direction(metric: str) -> str | None:
+    """minimize for names ending in loss, error, mse or mae; maximize for accuracy and auc."""
+    name = metric.lower()
+    if name.endswith(MINIMIZED_ENDINGS):
+        return "minimize"
+    if name.endswith(MAXIMIZED_ENDINGS):
+        return "maximize"
+    return None
+
+
+def objective_section(document: dict[str, Any], source: str) -> tuple[str, str]:
+    """[objective]: the validation metric and its direction."""
+    table = _table(document, "objective", source) or {}
+    unknown = sorted(set(table) - {"metric", "direction"})
+    if unknown:
+        raise SearchError(f"{source}: unknown key 'objective.{unknown[0]}'; expected metric, "
+                          "direction")
+    metric = table.get("metric", DEFAULT_METRIC)
+    if not isinstance(metric, str) or not metric.startswith("val_") or metric == "val_":
+        raise SearchError(f"{source}: 'objective.metric' must name a validation metric "
+                          f"(val_loss, val_accuracy, ...), not {metric!r}")
+    direction = table.get("direction", default_direction(metric))
+    if direction is None:
+        raise SearchError(f"{source}: 'objective.direction' is missing: say whether "
+                          f"{metric} is to be \"maximize\"d or \"minimize\"d")
+    if direction not in DIRECTIONS:
+        raise SearchError(f"{source}: 'objective.direction' must be maximize or minimize, "
+                          f"not {direction!r}")
+    return metric, direction
+
+
+def builder_values(source: str, key: str, values: Any) -> list[Any]:
+    """A [search_space] list for a [model] builder: values Optuna can store (numbers,
+    strings, booleans), none twice; batch_size, the service's, positive integers."""
+    if not isinstance(values, list) or not values:
+        raise SearchError(f"{source}: 'search_space.{key}' must be a non-empty list")
+    wrong = [value for value in values if not isinstance(value, bool | int | float | str)]
+    if wrong:
+        raise SearchError(f"{source}: 'search_space.{key}' values must be numbers, strings or "
+                          f"booleans, not {wrong[0]!r} (fix a list value in [model] instead)")
+    if key == "batch_size" and not all(isinstance(v, int) and not isinstance(v, bool)
+                                       and v > 0 for v in values):
+        raise SearchError(f"{source}: 'search_space.batch_size' values must be positive "
+                          "integers")
+    if len({repr(value) for value in values}) != len(values):
+        raise SearchError(f"{source}: 'search_space.{key}' repeats a value")
+    return list(values)

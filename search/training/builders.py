@@ -1,0 +1,58 @@
+"""The builder a study's trials call, and the checks it passes before the first trial.
+
+The built-in MLP (``search.training.model.build_model``) is one builder among others: its
+knobs are its keyword arguments. A [model] builder is imported by name in every process
+that needs it (nothing is pickled), or handed over as a function by ``search.run_study``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import keras
+
+from search import usercode
+from search.definition import StudyDefinition
+from search.errors import SearchError
+from search.study.points import format_params
+from search.training import fit_path
+from search.training.model import build_model
+from search.userdata import UserData
+
+Builder = Callable[..., keras.Model]
+
+
+def builder_of(definition: StudyDefinition, given: Builder | None = None) -> Builder:
+    """``given``, else the definition's [model] builder (imported), else the MLP's."""
+    if given is not None:
+        return given
+    if definition.model is None:
+        return build_model
+    return usercode.import_function(definition.model["build"], definition.folder,
+                                    definition.where("model.build"))
+
+
+def check(definition: StudyDefinition, builder: Builder, data: UserData) -> None:
+    """Before anything is stored: the [model] builder takes the grid's keys, builds a
+    compiled model at the first grid point, the model takes every split of ``data`` and
+    reports the objective metric. Each failure is one SearchError line naming the file and
+    key. (The built-in MLP's metrics are checked with its definition.)"""
+    where = definition.where("model.build")
+    fixed = [key for key in definition.model if key != "build"]
+    usercode.check_builder_arguments(builder, definition.search_space, fixed, where)
+    point = definition.grid[0]
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(definition.seed)
+    try:
+        model = builder(**definition.model_arguments(point))
+    except Exception as error:  # whatever the user's builder raises
+        raise SearchError(f"{where}: building the model at {format_params(point)} failed: "
+                          f"{usercode.describe_error(error)}") from None
+    names = fit_path.probe(model, data, where)
+    fit_path.check_metric(definition.metric, names, definition.where("objective.metric"))
+    keras.backend.clear_session()
+
+
+def fingerprint(definition: StudyDefinition, builder: Builder) -> str | None:
+    """What a study records of its builder's code: None for the built-in MLP."""
+    return None if definition.model is None else usercode.fingerprint_module(builder)

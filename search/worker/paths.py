@@ -1,0 +1,101 @@
+"""How a trial's model is built, trained, scored and checkpointed: the built-in MLP on its
+compiled path (whole epochs in one XLA call), any other model on the fit path
+(``model.fit`` one epoch at a time). Each trial records the path that trained it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+import keras
+
+from search.data import Dataset
+from search.definition import StudyDefinition
+from search.training import fit_path
+from search.training.compiled import CompiledLoop, CompiledTraining
+from search.training.model import build_model
+from search.userdata import UserData, take
+
+Callbacks = Sequence[keras.callbacks.Callback]
+
+
+class TrainingPath(Protocol):
+    name: str
+    sizes: dict[str, int]  # examples per split, as trials record them
+
+    def build(self, arguments: dict[str, Any]) -> keras.Model: ...
+
+    def state(self, model: keras.Model) -> list[Any]:
+        """The variables a checkpoint keeps, in a fixed order."""
+
+    def train(self, model: keras.Model, *, batch_size: int, epochs: int, seed: int,
+              initial_epoch: int, callbacks: Callbacks) -> None: ...
+
+    def test_scores(self, model: keras.Model, batch_size: int) -> dict[str, float]: ...
+
+
+class CompiledPath:
+    """The built-in MLP on MNIST bytes, through the worker's shared compiled copies."""
+
+    name = "compiled"
+
+    def __init__(self, compiled: CompiledTraining, data: Dataset) -> None:
+        self.compiled, self.data, self.sizes = compiled, data, data.describe()
+
+    def build(self, arguments: dict[str, Any]) -> keras.Model:
+        return build_model(**arguments)
+
+    @staticmethod
+    def state(model: keras.Model) -> list[Any]:
+        model.optimizer.build(model.trainable_variables)
+        return list(model.weights) + list(model.optimizer.variables)
+
+    def train(self, model: keras.Model, *, batch_size: int, epochs: int, seed: int,
+              initial_epoch: int, callbacks: Callbacks) -> None:
+        self.compiled.fit(model, self.data, batch_size=batch_size, epochs=epochs, seed=seed,
+                          initial_epoch=initial_epoch, callbacks=callbacks)
+
+    def test_scores(self, model: keras.Model, batch_size: int) -> dict[str, float]:
+        loss, accuracy = CompiledLoop(model, self.compiled).evaluate(self.data.test_images,
+                                                                     self.data.y_test)
+        return {"test_loss": float(loss), "test_accuracy": float(accuracy)}
+
+    def compile_ahead(self, definition: StudyDefinition) -> None:
+        """Compile the grid's shapes on the spare core while the first trial trains: each
+        model architecture of the grid (in grid order) at each batch size."""
+        models: dict[str, keras.Model] = {}
+        for point in definition.grid:
+            arguments = definition.model_arguments(point)
+            key = repr({**arguments, "learning_rate": None})  # a variable, not a shape
+            if key not in models:
+                models[key] = build_model(**arguments)
+        sizes = list(dict.fromkeys(definition.batch_size_at(point) for point in definition.grid))
+        self.compiled.compile_ahead(list(models.values()), self.data, sizes)
+
+
+class FitPath:
+    """Any compiled Keras model, trained by ``search.training.fit_path``."""
+
+    name = fit_path.PATH
+
+    def __init__(self, builder: Callable[..., keras.Model], data: UserData) -> None:
+        self.builder, self.data, self.sizes = builder, data, data.describe()
+
+    def build(self, arguments: dict[str, Any]) -> keras.Model:
+        model = self.builder(**arguments)
+        # A subclassed model makes its variables when first called; a checkpoint needs them.
+        model(take(self.data.x_train, slice(0, 2)), training=False)
+        return model
+
+    @staticmethod
+    def state(model: keras.Model) -> list[Any]:
+        return fit_path.state_variables(model)
+
+    def train(self, model: keras.Model, *, batch_size: int, epochs: int, seed: int,
+              initial_epoch: int, callbacks: Callbacks) -> None:
+        fit_path.train(model, self.data, batch_size=batch_size, epochs=epochs, seed=seed,
+                       initial_epoch=initial_epoch, callbacks=callbacks)
+
+    def test_scores(self, model: keras.Model, batch_size: int) -> dict[str, float]:
+        return fit_path.test_scores(model, self.data, batch_size) or {}
