@@ -5,7 +5,7 @@ service hands MNIST as it does to the built-in MLP: float32 images in [0, 1] of 
 (n, 28, 28) and integer labels, so the model starts by adding the channel axis and uses the
 sparse loss (keras-io one-hot encodes the labels instead; the numbers are the same).
 
-Run it: ``python -m search studies/mnist-convnet.toml``.
+Run it: ``python -m search.run --study mnist-convnet``.
 """
 
 from __future__ import annotations

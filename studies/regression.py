@@ -2,7 +2,7 @@
 
 ``load`` draws a seeded synthetic dataset (no download, the same arrays on every call and
 in every worker); ``build`` is a small MLP with loss "mse" and metric "mae". Named by
-``studies/regression.toml``; run it: ``python -m search studies/regression.toml``.
+``studies/regression.toml``; run it: ``python -m search.run --study regression``.
 """
 
 from __future__ import annotations

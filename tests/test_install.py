@@ -92,8 +92,10 @@ def installed(tmp_path_factory) -> dict:
 def test_the_wheel_ships_the_definitions_and_nothing_beside_them(installed: dict) -> None:
     names = zipfile.ZipFile(installed["wheel"]).namelist()
     shipped = sorted(name for name in names if name.startswith("search/studies/"))
-    assert shipped == ["search/studies/__init__.py", "search/studies/mnist-smoke.toml",
-                       "search/studies/mnist-width-dropout.toml", "search/studies/mnist.toml"]
+    assert shipped == ["search/studies/__init__.py", "search/studies/convnet.py",
+                       "search/studies/mnist-convnet.toml", "search/studies/mnist-smoke.toml",
+                       "search/studies/mnist-width-dropout.toml", "search/studies/mnist.toml",
+                       "search/studies/regression.py", "search/studies/regression.toml"]
     assert not [name for name in names if "planted" in name or name.startswith("studies/")]
 
 
@@ -107,7 +109,8 @@ def test_the_new_venv_imports_the_wheel_not_the_working_tree(installed: dict,
     site = str(installed["site"])
     assert found["search"].startswith(site) and found["mnist"].startswith(site)
     assert not any("editable" in finder for finder in found["finders"])
-    assert found["known"] == [[], ["mnist", "mnist-smoke", "mnist-width-dropout"]]
+    assert found["known"] == [[], ["mnist", "mnist-convnet", "mnist-smoke",
+                                   "mnist-width-dropout", "regression"]]
 
 
 def _first_line(process: subprocess.Popen, timeout: float = 60) -> str:

@@ -26,7 +26,7 @@ validation_size = 10
 seed = 0
 """
 
-SHIPPED = ["mnist", "mnist-smoke", "mnist-width-dropout"]
+SHIPPED = ["mnist", "mnist-convnet", "mnist-smoke", "mnist-width-dropout", "regression"]
 
 
 @pytest.fixture
@@ -70,7 +70,7 @@ def test_an_unknown_study_lists_both_places_in_one_line(empty_folder: Path) -> N
             definition.find(name)
         message = str(raised.value)
         assert "\n" not in message
-        assert "known in studies: mine; shipped: mnist, mnist-smoke" in message
+        assert "known in studies: mine; shipped: mnist, mnist-convnet, mnist-smoke" in message
 
 
 def test_storage_checkpoints_and_artifacts_default_to_the_studies_folder(

@@ -1,5 +1,5 @@
 """The example models (studies/convnet.py, studies/regression.py) work with the pieces that
-will run them: their draft study files (studies/drafts/) name builders that take those
+will run them: their study files name builders that take those
 keys, and one epoch of each trains on the fit path.
 
 Run: ``pytest tests/test_user_examples.py`` (a few seconds; tiny slices, one thread).
@@ -35,8 +35,8 @@ def study(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str], tuple]]:
     known = set(sys.modules)
 
     def read(name: str) -> tuple[dict, object]:
-        document = tomllib.loads((STUDIES / "drafts" / name).read_text())
-        where = f"studies/drafts/{name}: 'model.build'"
+        document = tomllib.loads((STUDIES / name).read_text())
+        where = f"studies/{name}: 'model.build'"
         builder = usercode.import_function(document["model"]["build"], STUDIES, where)
         fixed = [key for key in document["model"] if key != "build"]
         usercode.check_builder_arguments(builder, document["search_space"], fixed, where)
@@ -50,7 +50,7 @@ def study(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str], tuple]]:
 
 def _first_point(document: dict) -> dict:
     point = {key: values[0] for key, values in document["search_space"].items()}
-    point.pop("batch_size")
+    point.pop("batch_size", None)
     return {**point, **{key: value for key, value in document["model"].items()
                         if key != "build"}}
 

@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import os
 import shutil
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -52,14 +54,42 @@ class ExportedModel:
     validation_accuracy: float
     mean_validation_accuracy: float
     test_accuracy: float | None  # as stored on the trial: never used to choose
+    metric: str = "val_accuracy"  # what validation_accuracy and its mean measure
+    modules: list[str] = dataclasses.field(default_factory=list)  # the user's, to load it
 
     def line(self) -> str:
         test = "none stored" if self.test_accuracy is None else f"{self.test_accuracy:.4f}"
+        measured = "validation accuracy" if self.metric == "val_accuracy" else self.metric
+        needs = "" if not self.modules else (
+            f"; loading it needs {', '.join(self.modules)} importable (run from the study "
+            "file's folder, or put that folder on PYTHONPATH)")
         return (f"exported trial {self.trial_number} ({format_params(self.params)}, replicate "
-                f"{self.replicate + 1} of {self.replicates}: validation accuracy "
+                f"{self.replicate + 1} of {self.replicates}: {measured} "
                 f"{self.validation_accuracy:.4f}, the closest to the point's mean "
                 f"{self.mean_validation_accuracy:.4f}; stored test accuracy {test}) to "
-                f"{self.path}")
+                f"{self.path}{needs}")
+
+
+def modules_needed(path: Path) -> list[str]:
+    """The modules besides Keras's that loading the .keras file at ``path`` imports: the
+    user's custom layers and functions, as its config names them."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            config = json.loads(archive.read("config.json"))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return []
+    found: set[str] = set()
+    todo = [config]
+    while todo:
+        item = todo.pop()
+        if isinstance(item, dict):
+            module = item.get("module")
+            if isinstance(module, str) and module.split(".")[0] not in ("keras", "builtins"):
+                found.add(module)
+            todo.extend(item.values())
+        elif isinstance(item, list):
+            todo.extend(item)
+    return sorted(found)
 
 
 def typical_replicate(validation: dict[int, float]) -> int:
@@ -138,4 +168,5 @@ def export_best_model(study: optuna.Study, path: str | Path,
     _copy_out(FileSystemArtifactStore(artifact_dir), artifact_id, path, trial, artifact_dir)
     return ExportedModel(path, trial.number, dict(best.params), replicate, best.n,
                          best.validation[replicate], best.mean,
-                         trial.user_attrs.get(points.TEST_ACCURACY))
+                         trial.user_attrs.get(points.TEST_ACCURACY),
+                         points.objective_of(study)[0], modules_needed(path))

@@ -84,7 +84,7 @@ def record_fingerprints(study: optuna.Study, fingerprints: dict[str, str],
         if fingerprints:
             study.set_user_attr(points.FINGERPRINTS, fingerprints)
         return
-    what = {"model": "its builder's module", "data": "its data"}
+    what = {"model": "builder code", "data": "data"}
     changed = [what[key] for key in sorted(fingerprints)
                if stored.get(key) != fingerprints[key]]
     if changed:
