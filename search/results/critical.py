@@ -5,8 +5,6 @@
   the best uses it with m = points - 1. It is computed by quadrature, not looked up: the
   chance that all m stay below d is an average over the shared noise scale and the shared
   normal part of each statistic.
-- ``tukey``: the two-sided critical value for all pairs of ``groups`` means (Tukey's
-  studentized range over the square root of 2), used for claims about a hyperparameter.
 - ``bonferroni``: one t critical value per comparison, valid whatever the comparisons'
   dependence; used when each pair carries its own spread.
 
@@ -16,6 +14,7 @@ degrees of freedom give a larger, so safer, value), which lets one cache serve e
 
 from __future__ import annotations
 
+import bisect
 import functools
 import math
 
@@ -34,7 +33,7 @@ def ladder_df(df: float) -> float:
     """The largest step of the ladder at or below ``df`` (at least 1)."""
     if df < 1:
         raise ValueError(f"degrees of freedom must be at least 1, got {df!r}")
-    return max(step for step in _DF_LADDER if step <= df)
+    return _DF_LADDER[bisect.bisect_right(_DF_LADDER, df) - 1]
 
 
 @functools.lru_cache(maxsize=64)
@@ -62,8 +61,8 @@ def _all_below(d: float, comparisons: int, rho: float, df: float) -> float:
 @functools.lru_cache(maxsize=4096)
 def _dunnett(comparisons: int, rho: float, df: float, alpha: float) -> float:
     if comparisons == 1:
-        return float(scipy.stats.t.ppf(1 - alpha, df))
-    high = float(scipy.stats.t.ppf(1 - alpha / comparisons, df))  # Bonferroni bounds it
+        return t_quantile(1 - alpha, df)
+    high = t_quantile(1 - alpha / comparisons, df)  # Bonferroni bounds it
     return float(scipy.optimize.brentq(
         lambda d: _all_below(d, comparisons, rho, df) - (1 - alpha), 0.0, high * 1.01 + 0.1,
         xtol=1e-6))
@@ -81,29 +80,22 @@ def dunnett(comparisons: int, rho: float, df: float, alpha: float) -> float:
     return _dunnett(comparisons, rho, ladder_df(df), alpha)
 
 
-@functools.lru_cache(maxsize=1024)
-def _tukey(groups: int, df: float, alpha: float) -> float:
-    # SciPy's studentized range takes a finite df; at 10^4 it equals the normal limit to 4
-    # digits.
-    q = scipy.stats.studentized_range.ppf(1 - alpha, groups, min(df, 1e4))
-    return float(q / math.sqrt(2))
+@functools.lru_cache(maxsize=4096)
+def t_quantile(probability: float, df: float) -> float:
+    """Student's t quantile; cached, as the verdict asks for the same few again and again."""
+    return float(scipy.stats.t.ppf(probability, df))
 
 
-def tukey(groups: int, df: float, alpha: float) -> float:
-    """Two-sided critical value for |difference| / its standard error, all pairs of
-    ``groups`` means at family-wise ``alpha`` (Tukey; Tukey-Kramer when unbalanced)."""
-    if groups < 2 or not 0 < alpha < 1:
-        raise ValueError(f"need groups >= 2 and 0 < alpha < 1, got {groups}, {alpha}")
-    if groups == 2:
-        return float(scipy.stats.t.ppf(1 - alpha / 2, ladder_df(df)))
-    return _tukey(groups, ladder_df(df), alpha)
+def t_quantiles(probability: float, df: np.ndarray) -> np.ndarray:
+    """``t_quantile`` for each entry of ``df`` (NaN where df < 1)."""
+    df = np.asarray(df, dtype=float)
+    values = np.full(df.shape, np.nan)
+    for value in np.unique(df[df >= 1]):
+        values[df == value] = t_quantile(probability, float(value))
+    return values
 
 
 def bonferroni(df: np.ndarray, tail_alpha: float) -> np.ndarray:
     """One-sided t critical values at ``tail_alpha`` for each entry of ``df`` (NaN where
     df < 1)."""
-    df = np.asarray(df, dtype=float)
-    values = np.full(df.shape, np.nan)
-    usable = df >= 1
-    values[usable] = scipy.stats.t.ppf(1 - tail_alpha, df[usable])
-    return values
+    return t_quantiles(1 - tail_alpha, df)

@@ -2,10 +2,10 @@
 
 A level's value at seed r is the mean of its points at r, taken only where every one of
 its points has replicate r, so each average is over the same points. The levels are then
-compared like points (``search.results.multiple.all_pairs``): seed-adjusted, and a level is
-ruled out only when another beats it by Tukey's margin for all pairs, at ``alpha`` shared
-over the hyperparameters that vary. So no level as good as the best is called out more than
-5 % of the time in a study, however many levels are equally good.
+compared (``search.results.multiple.all_pairs``): a level is ruled out only when another
+beats it on their shared seeds by more than the Bonferroni margin for all pairs of levels,
+at ``alpha`` shared over the hyperparameters that vary. So no level as good as the best is
+called out more than 5 % of the time in a study, however many levels are equally good.
 """
 
 from __future__ import annotations

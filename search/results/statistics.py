@@ -19,9 +19,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import scipy.stats
 
-from search.results import comparison
+from search.results import comparison, critical
 from search.results.multiple import ALPHA, POWER
 from search.study.points import format_params
 
@@ -93,7 +92,7 @@ def _summary(point: PointResult) -> PointSummary:
     std = ci95 = None
     if len(values) >= 2:
         std = float(np.std(values, ddof=1))
-        half = float(scipy.stats.t.ppf(0.975, len(values) - 1)) * std / math.sqrt(len(values))
+        half = critical.t_quantile(0.975, len(values) - 1) * std / math.sqrt(len(values))
         ci95 = (mean - half, mean + half)
     test_mean = float(np.mean(list(point.test.values()))) if point.test else None
     return PointSummary(dict(point.params), len(values), mean, std, ci95, test_mean, validation)
