@@ -11,9 +11,8 @@ import math
 
 import numpy as np
 import pytest
-import scipy.stats
 
-from search.results import critical, multiple, statistics, wording
+from search.results import multiple, statistics, wording
 from search.results import verdict as verdicts
 from search.study import points
 
@@ -156,52 +155,6 @@ def test_two_replicates_say_only_large_gaps_can_be_ruled_out() -> None:
     assert result.detectable_difference > 0.01  # 1 degree of freedom: only big gaps
 
 
-def test_every_point_with_a_result_is_in_exactly_one_list() -> None:
-    found = grid({0.0001: 0.95, 0.001: 0.97, 0.01: 0.96}, 0.002, 3)
-    found.append(statistics.PointResult({"learning_rate": 0.1, "batch_size": 32}, {}))
-    result = judge(found)
-    listed = names(result.contenders) + names(result.ruled_out)
-    assert sorted(listed) == sorted(points.format_params(p.params) for p in found[:-1])
-    assert names(result.contenders)[0] == points.format_params(result.best.params)
-
-
-def test_replicates_needed_uses_stated_differences_and_the_pooled_spread() -> None:
-    sigma, groups = 0.002, 9
-    needed = multiple.replicates_needed(0.002, sigma, groups)
-
-    def detectable(n: int) -> float:
-        df = (groups - 1) * (n - 1)
-        return ((critical.dunnett(groups - 1, 0.5, df, 0.05)
-                 + scipy.stats.t.ppf(0.8, critical.ladder_df(df))) * sigma * math.sqrt(2 / n))
-
-    assert detectable(needed) <= 0.002 < detectable(needed - 1)
-    assert multiple.replicates_needed(0.0001, sigma, groups) is None  # beyond 1000
-    # Two studies with the same noise but different observed gaps price alike.
-    near = judge(grid({0.001: 0.970, 0.01: 0.9695}, 0.002, 4, seed=3))
-    far = judge(grid({0.001: 0.970, 0.01: 0.9600}, 0.002, 4, seed=3))
-    assert near.replicates_needed == far.replicates_needed
-    assert list(near.replicates_needed) == ["0.001", "0.002", "0.005"]
-
-
-@pytest.mark.parametrize(("metric", "values", "expected"), [
-    ("val_accuracy", [0.9, 0.97], True), ("val_auc", [0.5, 1.0], True),
-    ("val_accuracy", [0.9, 1.2], False), ("val_loss", [0.1, 0.2], False), (None, [0.5], False),
-])
-def test_proportion_rule(metric: str | None, values: list[float], expected: bool) -> None:
-    assert statistics.is_proportion(metric, values) is expected
-
-
-def test_unequal_spreads_use_each_pairs_own_differences() -> None:
-    rng = np.random.default_rng(4)
-    noisy = [point({"learning_rate": rate}, [0.97 + SEED_OFFSETS[r] + rng.normal(0, spread)
-                                             for r in range(5)])
-             for rate, spread in ((0.001, 0.0002), (0.003, 0.0002), (0.01, 0.01),
-                                  (0.03, 0.0002))]
-    assert "equal spreads not shown" in judge(noisy).method
-    steady = grid({0.001: 0.97, 0.01: 0.96}, 0.002, 10, seed=0)
-    assert "pooled spread of all points" in judge(steady).method
-
-
 def test_marginals_separate_a_real_effect_from_noise() -> None:
     rate, batch = judge(grid({0.0001: 0.90, 0.001: 0.98, 0.01: 0.95}, 0.001, 5)).marginals
     assert rate.sentence == "learning_rate 0.001 is clearly best (0.0001 and 0.01 ruled out)"
@@ -221,21 +174,6 @@ def test_marginal_averages_only_replicates_every_point_of_the_value_completed() 
     assert rate.means["0.001"] == pytest.approx(0.9705, abs=1e-3)
 
 
-def test_to_json_is_plain_and_has_the_contract_keys() -> None:
-    summaries = statistics.summarise(grid({0.001: 0.97, 0.01: 0.96}, 0.002, 3))
-    document = json.loads(json.dumps(verdicts.judge(summaries).to_json()))
-    assert set(document) == {"best", "contenders", "ruled_out", "method", "alpha",
-                             "direction", "metric", "replicates", "detectable_difference",
-                             "replicates_needed", "marginals", "lines"}
-    entry = (document["contenders"] + document["ruled_out"])[0]
-    assert set(entry) == {"params", "n", "mean", "interval", "decided_by", "bound"}
-    assert document["best"]["mean"] == document["contenders"][0]["mean"]
-    assert set(document["marginals"][0]) == {"name", "means", "best", "contenders",
-                                             "ruled_out", "sentence"}
-    summary = json.loads(json.dumps(summaries[0].to_json()))
-    assert set(summary) >= {"params", "n", "mean", "seed_adjusted_mean", "std", "ci95"}
-
-
 def test_validation_ranks_and_test_is_ignored() -> None:
     by_validation = point({"learning_rate": 0.001}, [0.98, 0.981, 0.979], [0.90, 0.91, 0.90])
     by_test = point({"learning_rate": 0.01}, [0.95, 0.951, 0.949], [0.99, 0.99, 0.99])
@@ -245,18 +183,6 @@ def test_validation_ranks_and_test_is_ignored() -> None:
                for p in (by_test, by_validation)]
     assert judge(swapped).lines == result.lines
     assert result.lines[-1] == wording.TEST_LINE
-
-
-@pytest.mark.parametrize(("comparisons", "rho", "df"), [(8, 0.5, 16), (2, 0.5, 4), (8, 0.5, 1)])
-def test_dunnett_critical_value_matches_simulation(comparisons: int, rho: float,
-                                                  df: float) -> None:
-    value = critical.dunnett(comparisons, rho, df, 0.05)
-    rng = np.random.default_rng(0)
-    shared = rng.standard_normal((100_000, 1))
-    normal = math.sqrt(rho) * shared + math.sqrt(1 - rho) * rng.standard_normal(
-        (100_000, comparisons))
-    scale = np.sqrt(rng.chisquare(df, (100_000, 1)) / df)
-    assert np.mean((normal / scale).max(axis=1) > value) == pytest.approx(0.05, abs=0.004)
 
 
 @pytest.mark.parametrize("alpha", [0.0, 1.0, -0.1, 1.5])

@@ -14,10 +14,12 @@ import numpy as np
 import optuna
 import pytest
 
-from search.results import grid_figure, table
+from search.results import grid_figure, statistics, table
+from search.results import verdict as verdicts
 from search.study import points
 from search.study.points import format_params
 from tests.test_figures import make_study
+from tests.test_statistics import grid, judge, names
 
 SPACE = {"learning_rate": [0.0001, 0.001, 0.01], "batch_size": [32, 64, 128]}
 
@@ -119,3 +121,27 @@ def test_summary_prints_the_verdict_lines(direction: str) -> None:
     means = {format_params(row.summary.params): row.summary.adjusted_mean
              for row in table.point_rows(study)[0]}
     assert format_params(verdict.best.params) == best(means, key=means.get)
+
+
+def test_every_point_with_a_result_is_in_exactly_one_list() -> None:
+    found = grid({0.0001: 0.95, 0.001: 0.97, 0.01: 0.96}, 0.002, 3)
+    found.append(statistics.PointResult({"learning_rate": 0.1, "batch_size": 32}, {}))
+    result = judge(found)
+    listed = names(result.contenders) + names(result.ruled_out)
+    assert sorted(listed) == sorted(points.format_params(p.params) for p in found[:-1])
+    assert names(result.contenders)[0] == points.format_params(result.best.params)
+
+
+def test_to_json_is_plain_and_has_the_contract_keys() -> None:
+    summaries = statistics.summarise(grid({0.001: 0.97, 0.01: 0.96}, 0.002, 3))
+    document = json.loads(json.dumps(verdicts.judge(summaries).to_json()))
+    assert set(document) == {"best", "contenders", "ruled_out", "method", "alpha",
+                             "direction", "metric", "replicates", "detectable_difference",
+                             "replicates_needed", "marginals", "lines"}
+    entry = (document["contenders"] + document["ruled_out"])[0]
+    assert set(entry) == {"params", "n", "mean", "interval", "decided_by", "bound"}
+    assert document["best"]["mean"] == document["contenders"][0]["mean"]
+    assert set(document["marginals"][0]) == {"name", "means", "best", "contenders",
+                                             "ruled_out", "sentence"}
+    summary = json.loads(json.dumps(summaries[0].to_json()))
+    assert set(summary) >= {"params", "n", "mean", "seed_adjusted_mean", "std", "ci95"}
