@@ -31,7 +31,7 @@ NO_NOISE_LABEL = "one replicate: no noise estimate, nothing ruled out"
 # How each mark is drawn: an inset outline for the grid, a bar colour for the ranked chart.
 _OUTLINES = {BEST: {"edgecolor": "red", "linewidth": 3.5},
              CONTENDER: {"edgecolor": "orange", "linewidth": 2.5, "linestyle": "--"},
-             RULED_OUT: {"edgecolor": "dimgrey", "linewidth": 0.8, "hatch": "xx"}}
+             RULED_OUT: {"edgecolor": (0.25, 0.25, 0.25, 0.6), "linewidth": 0.6, "hatch": "//"}}
 _BARS = {BEST: "red", CONTENDER: "orange", RULED_OUT: "lightgrey"}
 # What an axis says about a hyperparameter beyond its name; unknown names show the name alone.
 _MEANINGS = {"learning_rate": "optimizer step size", "batch_size": "images per gradient step"}
@@ -75,8 +75,12 @@ def _draw_grid(axis: plt.Axes, space: dict[str, list], names: list[str],
     middle = (finite.min() + finite.max()) / 2 if finite.size else 0
     for (i, j), row in cells.items():
         dark = np.isfinite(values[i, j]) and values[i, j] < middle  # viridis is dark when low
-        axis.text(j, i, _cell_text(row), ha="center", va="center", fontsize=9,
-                  color="white" if dark else "black")
+        # A ruled-out cell's hatching runs under its text: a pale box keeps the mean legible.
+        box = {"facecolor": "white", "alpha": 0.7, "edgecolor": "none", "pad": 2}
+        ruled_out = row.mark == RULED_OUT
+        axis.text(j, i, _cell_text(row), ha="center", va="center", fontsize=9, zorder=4,
+                  color="white" if dark and not ruled_out else "black",
+                  bbox=box if ruled_out else None)
         _outline(axis, j, i, row)
 
 

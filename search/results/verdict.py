@@ -132,7 +132,8 @@ def judge(summaries: Sequence[PointSummary], alpha: float = ALPHA, maximize: boo
     found = marginals(completed, alpha, maximize, replicates)
     method = wording.method(standing, alpha)
     lines = [wording.best_line(best, label, maximize),
-             *wording.standing_lines(entries, standing, proportion, replicates, method),
+             *wording.standing_lines(entries, standing, proportion, replicates, method,
+                                     maximize),
              *(marginal.sentence for marginal in found),
              *wording.power_lines(standing, needed, proportion, alpha, len(completed)),
              wording.TEST_LINE]

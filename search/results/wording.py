@@ -23,6 +23,9 @@ NO_NOISE = (
     "the new replicates run")
 NO_PAIR = ("no pair of points has a noise estimate yet (fewer than 2 shared replicates, or "
            "differences without any spread): nothing is ruled out")
+BELOW_RULED_OUT = (
+    "a contender can rank below a ruled-out point: its differences to the points above it "
+    "vary more from seed to seed, so the same gap is not yet evidence against it")
 TWO_REPLICATES = (
     "with 2 replicates each pair's differences have 1 degree of freedom and the points' "
     "spreads cannot be compared, so only large gaps can be ruled out; 3 or more replicates "
@@ -65,9 +68,9 @@ def best_line(best: PointSummary, name: str, maximize: bool) -> str:
 
 
 def standing_lines(entries: list, standing: multiple.Standing, proportion: bool,
-                   replicates: int, method_text: str) -> list[str]:
+                   replicates: int, method_text: str, maximize: bool = True) -> list[str]:
     """Which points cannot be ruled out as best, which are ruled out and by what margin."""
-    pairs = standing.pairs
+    pairs, sign = standing.pairs, 1 if maximize else -1
     if not np.isfinite(pairs.se).any():
         return [NO_NOISE if replicates <= 1 else NO_PAIR] if len(entries) > 1 else []
     contenders = [entry for entry in entries if not entry.ruled_out]
@@ -80,6 +83,9 @@ def standing_lines(entries: list, standing: multiple.Standing, proportion: bool,
             f"{format_params(entry.params)} ({number(entry.mean)}, at least "
             f"{amount(-entry.bound, proportion)} worse than "
             f"{format_params(entry.decided_by)})" for entry in ruled))
+    if ruled and min(entry.mean * sign for entry in contenders) < max(
+            entry.mean * sign for entry in ruled):
+        lines.append(BELOW_RULED_OUT)
     unjudged = [entry for entry in contenders if entry.interval[1] is None]
     if unjudged:
         lines.append("too few replicates shared with the others to judge yet (kept as "
@@ -111,8 +117,11 @@ def power_lines(standing: multiple.Standing, needed: dict[str, int | None], prop
         counts = [f"{_priced(float(key), proportion, sigma)}: "
                   f"{'more than ' + str(multiple.MAX_REPLICATES) if count is None else count}"
                   for key, count in needed.items()]
+        caveat = "" if standing.pairs.pooled else (
+            "; that assumes the spreads can be pooled: judged pair by pair, as here, it "
+            "takes more")
         lines.append(f"replicates per point to detect a point this much worse than the best, with "
                      f"{POWER * 100:g} % power (MCB over {groups} points at {alpha * 100:g} %, "
                      f"pooled spread {amount(sigma, proportion)} per run): "
-                     + "; ".join(counts))
+                     + "; ".join(counts) + caveat)
     return lines
