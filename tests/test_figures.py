@@ -17,7 +17,7 @@ import pytest
 import sqlalchemy
 
 from search import definition as definitions
-from search.results import figures, grid_figure, statistics
+from search.results import figures, grid_figure, statistics, table
 from search.results.table import PointRow
 from search.study import claims, lifecycle, points
 from search.study.storage import open_storage
@@ -140,9 +140,39 @@ def test_three_varying_hyperparameters_get_one_bar_per_point(tmp_path: Path) -> 
     rows = point_rows([(params, [0.95 + 0.001 * index + 0.001 * r for r in range(3)])
                        for index, params in enumerate(grid[:-2])]
                       + [(grid[-2], [0.96]), (grid[-1], [])])  # one replicate done; none
-    rows[0].best, rows[1].tied_with_best = True, True
+    rows[0].mark, rows[1].mark, rows[2].mark = table.BEST, table.CONTENDER, table.RULED_OUT
+    figure = grid_figure.draw_heatmap("three", space, rows)
+    assert grid_figure.marked_cells(figure) == {
+        points.format_params(row.summary.params): row.mark for row in rows[:3]}
+    ruled_out = points.format_params(rows[2].summary.params)
+    label = next(text for text in figure.axes[0].get_yticklabels()
+                 if text.get_text() == ruled_out)
+    assert any(text.get_text().endswith("ruled out") and text.get_position()[1] ==
+               label.get_position()[1] for text in figure.axes[0].texts)
     height, width = image_size(grid_figure.plot_heatmap("three", space, rows, tmp_path / "h.png"))
     assert height > width  # 27 bars stacked; a grid of cells would be wide
+
+
+def test_the_grid_marks_each_cell_as_the_verdict_says(tmp_path: Path) -> None:
+    space = {"learning_rate": [0.0001, 0.001, 0.01], "batch_size": [32, 64, 128]}
+    grid = [{"learning_rate": rate, "batch_size": size} for rate in space["learning_rate"]
+            for size in space["batch_size"]]
+    rows = point_rows([(params, [0.95 + 0.001 * index + 0.0001 * r for r in range(3)])
+                       for index, params in enumerate(grid)])
+    marks = [table.BEST, table.CONTENDER, table.CONTENDER] + [table.RULED_OUT] * 6
+    for row, mark in zip(rows, marks, strict=True):
+        row.mark = mark
+    figure = grid_figure.draw_heatmap("grid", space, rows)
+    assert grid_figure.marked_cells(figure) == {
+        points.format_params(row.summary.params): row.mark for row in rows}
+    # A ruled-out cell still shows its mean, and says why it carries no outline.
+    texts = [text.get_text() for text in figure.axes[0].texts]
+    for row in rows:
+        shown = [text for text in texts if text.startswith(f"{row.summary.mean:.4f}")]
+        assert len(shown) == 1 and shown[0].endswith("ruled out") == (row.mark == "ruled out")
+    legend = [text.get_text() for text in figure.legends[0].get_texts()]
+    assert legend == [grid_figure.BEST_LABEL.format("highest"), grid_figure.CONTENDER_LABEL,
+                      grid_figure.RULED_OUT_LABEL]
 
 
 @pytest.mark.parametrize(("space", "expected"), [

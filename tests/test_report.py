@@ -90,7 +90,8 @@ def test_report_prints_the_best_pair_and_writes_figures_and_exports(
     assert code == 0
     best = _load(finished, "tiny").best_trial  # one replicate: the best trial is the best point
     pair = " ".join(f"{name}={value:g}" for name, value in best.params.items())
-    assert f"best: {pair} mean validation accuracy {best.value:.4f} (n=1)" in printed
+    assert (f"best: {pair} seed-adjusted mean validation accuracy {best.value:.4f} (n=1)"
+            in printed)
     assert "2 of 2 grid points complete" in printed
 
     assert {path.name for path in out.iterdir()} == FIGURES
@@ -99,11 +100,14 @@ def test_report_prints_the_best_pair_and_writes_figures_and_exports(
 
     records = list(csv.DictReader(io.StringIO(table_csv.read_text())))
     exported = json.loads(table_json.read_text())
-    pairs = exported["pairs"]
+    pairs = exported["points"]
+    assert exported["pairs"] == pairs  # the old name, kept for one release
     assert len(records) == len(pairs) == 2
     assert pairs[0]["params"] == best.params and pairs[0]["mean"] == best.value
     assert pairs[0]["validation"] == {"0": best.value}
     assert exported["verdict"]["best"]["params"] == best.params
+    # One replicate: no noise estimate, so nothing is ruled out.
+    assert exported["verdict"]["ruled_out"] == [] and len(exported["verdict"]["contenders"]) == 2
     assert float(records[0]["mean"]) == round(best.value, 4)
     assert records[0]["verdict"] == "best" and records[0]["n"] == "1/1"
     assert {pair["state"] for pair in pairs} == {"complete"}
@@ -131,7 +135,7 @@ def test_report_covers_a_partly_finished_study(partial: Path, tmp_path: Path,
     printed = capsys.readouterr().out
     assert code == 0
     assert "1 of 3 grid points complete" in printed and "best: learning_rate=" in printed
-    states = [pair["state"] for pair in json.loads(table_json.read_text())["pairs"]]
+    states = [pair["state"] for pair in json.loads(table_json.read_text())["points"]]
     assert states == ["complete", "pending", "pending"]
     assert {path.name for path in (tmp_path / "figures").iterdir()} == FIGURES
 

@@ -20,8 +20,8 @@ import numpy as np  # noqa: E402
 import optuna  # noqa: E402
 from optuna.trial import FrozenTrial  # noqa: E402
 
-from search.results import grid_figure, plotting  # noqa: E402
-from search.results.table import PointRow, point_rows  # noqa: E402
+from search.results import grid_figure, plotting, wording  # noqa: E402
+from search.results.table import PointRow, objective_of, point_rows  # noqa: E402
 from search.results.trial_figure import ACCURACY_LABEL, EPOCH_LABEL, LOSS_LABEL  # noqa: E402
 from search.study import points  # noqa: E402
 from search.study.points import format_params, format_value  # noqa: E402
@@ -132,9 +132,10 @@ def write_all(study: optuna.Study, out_dir: str | Path) -> list[Path]:
         written.append(plot_replicate_curves(
             trials, out_dir / "best_point_curves.png",
             f"{study.study_name}: best grid point {format_params(best.summary.params)}"))
+    maximize, metric = objective_of(study)
     written.append(grid_figure.plot_heatmap(
         study.study_name, study.user_attrs[points.BUDGET]["search_space"], rows,
-        out_dir / "heatmap.png"))
+        out_dir / "heatmap.png", wording.label(metric), maximize))
     if any(row.summary.n for row in rows):
         written.append(plot_validation_overlay(
             study, rows, out_dir / "validation_curves.png",

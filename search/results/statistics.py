@@ -1,12 +1,13 @@
-"""Statistics of a grid study: one summary per grid point, and the paired test between two.
+"""Statistics of a grid study: one summary per grid point, on seed-adjusted means.
 
-Replicate r of every grid point is trained with the same seed (initial weights, batch order),
-so points are compared with a paired t-test on their per-replicate differences: the
-seed-to-seed variation that all points share cancels in the differences, and with 3-10
-replicates a t-test on those differences is the standard small-sample choice. Validation
-accuracy decides everything; test accuracy is carried along and reported, never used to rank.
+Replicate r of every grid point is trained with the same seed (initial weights, batch
+order), so what a seed does to every point is estimated and taken out: a point's
+*seed-adjusted mean* is its mean at the average seed (``search.results.comparison``), the
+plain mean when every replicate is done. The objective decides everything (validation
+accuracy, or whatever the study optimises, in its direction); test accuracy is carried along
+and reported, never used to rank.
 
-    summaries = statistics.summarise(points)
+    summaries = statistics.summarise(points, maximize=True)
     print("\\n".join(search.results.verdict.judge(summaries).lines))
 """
 
@@ -18,29 +19,29 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import scipy.stats
 
+from search.results import comparison, critical
+from search.results.multiple import ALPHA, POWER
 from search.study.points import format_params
 
-ALPHA = 0.05
-POWER = 0.80
-TEST_NAME = "paired t-test (two-sided, 5 %), paired by replicate seed"
-# Below a tenth of a percentage point, or beyond this many replicates, a difference is
-# reported as too small to matter rather than as work worth scheduling.
-PRACTICAL_DIFFERENCE = 0.001
-MAX_USEFUL_REPLICATES = 100
-# a - b rounds (0.98 - 0.97 != 0.99 - 0.98), so "equal differences" allows this much.
-_ROUNDING = 1e-12
+__all__ = ["ALPHA", "POWER", "PointResult", "PointSummary", "is_proportion", "plain", "scores",
+           "stated_differences", "summarise"]
+
+# A metric is a proportion (stated differences in percentage points) when its name says so
+# and every value lies in [0, 1]; anything else gets differences in units of its spread.
+PROPORTION_WORDS = ("accuracy", "auc", "precision", "recall", "f1")
+PROPORTION_DIFFERENCES = (0.001, 0.002, 0.005)  # 0.1, 0.2 and 0.5 percentage points
+SPREAD_MULTIPLES = (0.5, 1.0, 2.0)
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
     """``value`` with numpy scalars and tuples turned into plain JSON types."""
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, list | tuple):
-        return [_plain(item) for item in value]
+        return [plain(item) for item in value]
     if isinstance(value, dict):
-        return {str(key): _plain(item) for key, item in value.items()}
+        return {str(key): plain(item) for key, item in value.items()}
     return value
 
 
@@ -64,7 +65,8 @@ class PointResult:
 
 @dataclasses.dataclass(frozen=True)
 class PointSummary:
-    """Mean, sample std and 95 % t-interval of one point's validation accuracies."""
+    """Mean, sample std and 95 % t-interval of one point's validation values, and its
+    seed-adjusted mean (which ranks it)."""
 
     params: dict[str, Any]
     n: int
@@ -73,9 +75,11 @@ class PointSummary:
     ci95: tuple[float, float] | None
     test_mean: float | None
     validation: dict[int, float]
+    adjusted_mean: float | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"params": _plain(self.params), "n": self.n, "mean": self.mean, "std": self.std,
+        return {"params": plain(self.params), "n": self.n, "mean": self.mean,
+                "seed_adjusted_mean": self.adjusted_mean, "std": self.std,
                 "ci95": list(self.ci95) if self.ci95 is not None else None,
                 "test_mean": self.test_mean,
                 "validation": {str(r): accuracy for r, accuracy in self.validation.items()}}
@@ -88,76 +92,54 @@ def _summary(point: PointResult) -> PointSummary:
     std = ci95 = None
     if len(values) >= 2:
         std = float(np.std(values, ddof=1))
-        half = float(scipy.stats.t.ppf(0.975, len(values) - 1)) * std / math.sqrt(len(values))
+        half = critical.t_quantile(0.975, len(values) - 1) * std / math.sqrt(len(values))
         ci95 = (mean - half, mean + half)
     test_mean = float(np.mean(list(point.test.values()))) if point.test else None
     return PointSummary(dict(point.params), len(values), mean, std, ci95, test_mean, validation)
 
 
-def summarise(points: Sequence[PointResult]) -> list[PointSummary]:
-    """One summary per point, best mean validation accuracy first, points without results last."""
+def scores(validations: Sequence[dict[int, float]], maximize: bool) -> np.ndarray:
+    """Points x seeds (every replicate index any point has), NaN where not run; negated
+    for a minimised objective, so that higher is always better."""
+    seeds = sorted(set().union(*validations))
+    column = {seed: index for index, seed in enumerate(seeds)}
+    values = np.full((len(validations), len(seeds)), np.nan)
+    for row, validation in enumerate(validations):
+        for seed, value in validation.items():
+            values[row, column[seed]] = value
+    return values if maximize else -values
+
+
+def summarise(points: Sequence[PointResult], maximize: bool = True) -> list[PointSummary]:
+    """One summary per point, best seed-adjusted mean first (highest, or lowest when
+    minimising), points without results last."""
     summaries = [_summary(point) for point in points]
+    done = [index for index, summary in enumerate(summaries) if summary.n]
+    if done:
+        values = scores([summaries[index].validation for index in done], maximize)
+        model = comparison.fit(values)
+        # Without an estimable model (a point sharing no seed with the rest) the plain
+        # means are all there is.
+        adjusted = model.means if model is not None else np.nanmean(values, axis=1)
+        for index, score in zip(done, adjusted, strict=True):
+            summaries[index] = dataclasses.replace(
+                summaries[index], adjusted_mean=float(score if maximize else -score))
+    sign = 1 if maximize else -1
     # sorted() is stable: equal means, and points without results, keep their input order.
-    return sorted(summaries, key=lambda s: (0, -s.mean) if s.mean is not None else (1, 0.0))
+    return sorted(summaries, key=lambda s: (0, -sign * s.adjusted_mean)
+                  if s.adjusted_mean is not None else (1, 0.0))
 
 
-@dataclasses.dataclass(frozen=True)
-class Comparison:
-    """The best point against one other point, paired by replicate."""
-
-    params: dict[str, Any]
-    shared: int
-    difference: float | None
-    p_value: float | None
-    distinguishable: bool
+def is_proportion(metric: str | None, values: Sequence[float]) -> bool:
+    """Whether differences are stated in percentage points: the metric's name contains one
+    of PROPORTION_WORDS and every value lies in [0, 1]."""
+    named = metric is not None and any(word in metric.lower() for word in PROPORTION_WORDS)
+    return named and all(0.0 <= value <= 1.0 for value in values)
 
 
-def compare_paired(best: dict[int, float], other: dict[int, float], params: dict[str, Any],
-             alpha: float) -> Comparison:
-    """Two-sided paired t-test (a one-sample test of the differences against 0)."""
-    differences = np.array([best[r] - other[r] for r in sorted(best.keys() & other.keys())])
-    mean = float(differences.mean()) if len(differences) else None
-    p_value = None
-    if len(differences) >= 2 and np.ptp(differences) > _ROUNDING:
-        p_value = float(scipy.stats.ttest_1samp(differences, 0.0).pvalue)
-    if len(differences) >= 2 and (p_value is None or not math.isfinite(p_value)):
-        # No spread (scipy would answer NaN or warn): equal scores cannot be told apart, and
-        # a gap that every replicate repeats exactly always can.
-        p_value = 1.0 if abs(mean) <= _ROUNDING else 0.0
-    return Comparison(params, len(differences), mean, p_value,
-                      p_value is not None and p_value < alpha)
-
-
-def replicates_for_power(effect: float, alpha: float) -> int:
-    """Replicates a two-sided paired t-test at ``alpha`` needs for POWER at this effect size
-    (|mean| / std of the differences)."""
-    normal = scipy.stats.norm.ppf(1 - alpha / 2) + scipy.stats.norm.ppf(POWER)
-    needed = max(2, math.ceil((normal / effect) ** 2))
-    # The normal approximation undercounts at small n; t quantiles with n - 1 degrees of
-    # freedom correct it, and as they shrink with n the first n that suffices is the answer.
-    while needed < 1000:
-        quantiles = scipy.stats.t.ppf([1 - alpha / 2, POWER], needed - 1)
-        if (quantiles.sum() / effect) ** 2 <= needed:
-            break
-        needed += 1
-    return needed
-
-
-def replicates_needed(best: PointSummary, runner_up: PointSummary,
-                       alpha: float) -> tuple[int | None, str]:
-    shared = sorted(best.validation.keys() & runner_up.validation.keys())
-    differences = [best.validation[r] - runner_up.validation[r] for r in shared]
-    mean, names = float(np.mean(differences)), (format_params(best.params),
-                                                 format_params(runner_up.params))
-    if abs(mean) <= _ROUNDING:
-        return None, (f"{names[0]} and {names[1]} cannot be told apart: the observed "
-                      "difference is zero, so more replicates are not expected to separate them")
-    spread = float(np.std(differences, ddof=1))
-    needed = replicates_for_power(abs(mean) / spread, alpha)
-    if abs(mean) < PRACTICAL_DIFFERENCE or needed > MAX_USEFUL_REPLICATES:
-        return needed, (f"the difference between {names[0]} and {names[1]} ({mean * 100:+.2f} "
-                        "percentage points) is too small to matter in practice: it would take "
-                        f"about {needed} replicates to resolve it")
-    return needed, (f"telling {names[0]} from {names[1]} apart would take about {needed} "
-                    f"replicates (observed difference {mean * 100:+.2f} pp, spread "
-                    f"{spread * 100:.2f} pp)")
+def stated_differences(proportion: bool, sigma: float) -> list[float]:
+    """The differences the verdict prices in replicates: 0.1, 0.2 and 0.5 percentage points
+    for a proportion, else 0.5, 1 and 2 times one run's spread."""
+    if proportion:
+        return list(PROPORTION_DIFFERENCES)
+    return [multiple * sigma for multiple in SPREAD_MULTIPLES]

@@ -1,9 +1,10 @@
 """A study's results, read from storage alone: one row per grid point, the verdict, exports.
 
-Each grid point's row aggregates its replicates (mean, sample std, 95 % interval of the
-validation accuracy, mean test accuracy); the verdict (``search.results.verdict``) says
-which points cannot be told from the best. Per-unit rows stay available for the CSV.
-Nothing is retrained: every number comes from what the trials stored.
+Each grid point's row aggregates its replicates (mean, seed-adjusted mean, std, 95 %
+interval, mean test accuracy) and carries its mark from the verdict (``search.results.
+verdict``). Nothing is retrained: every number comes from what the trials stored, read
+through Optuna's public study API alone (a study copied into another storage reports the
+same).
 """
 
 from __future__ import annotations
@@ -25,6 +26,10 @@ from search.study.points import format_params, format_value
 
 # A point's state, from its units': the first of these that any unit is in.
 _POINT_STATES = (points.GIVEN_UP, points.RUNNING, points.RETRYING, points.PENDING)
+# A point's mark in the verdict column, the heatmap and the note ("" before it has results).
+BEST, CONTENDER, RULED_OUT = "best", "contender", "ruled out"
+# Keys a study's stored budget may name its objective under.
+_METRIC_KEYS = ("metric", "objective")
 
 
 @dataclasses.dataclass
@@ -32,18 +37,17 @@ class PointRow:
     summary: PointSummary
     state: str  # complete, or the most pressing state among its unfinished replicates
     repeats: int
-    tied_with_best: bool = False
-    best: bool = False
+    mark: str = ""  # BEST, CONTENDER or RULED_OUT once it has results
 
-
-def _require_budget(study: optuna.Study) -> None:
-    if points.BUDGET not in study.user_attrs:
-        raise SearchError(f"study '{study.study_name}' has no stored definition; "
-                          "it was not made by search.run")
+    @property
+    def best(self) -> bool:
+        return self.mark == BEST
 
 
 def unit_rows(study: optuna.Study) -> list[points.UnitStatus]:
-    _require_budget(study)
+    if points.BUDGET not in study.user_attrs:
+        raise SearchError(f"study '{study.study_name}' has no stored definition; "
+                          "it was not made by search.run")
     return points.unit_status(study)
 
 
@@ -61,27 +65,45 @@ def point_results(statuses: list[points.UnitStatus]) -> list[statistics.PointRes
     return [by_point[point] for point in sorted(by_point)]
 
 
+def objective_of(study: optuna.Study) -> tuple[bool, str | None]:
+    """Whether the study maximises, and its objective's stored name; a study stored without
+    one maximised the last epoch's validation accuracy, the only objective there was."""
+    maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
+    budget = study.user_attrs.get(points.BUDGET, {})
+    names = [budget[key] for key in _METRIC_KEYS if isinstance(budget.get(key), str)]
+    return maximize, names[0] if names else "val_accuracy" if maximize else None
+
+
+def _judged(study: optuna.Study, results: list[statistics.PointResult]
+            ) -> tuple[list[PointSummary], Verdict]:
+    maximize, metric = objective_of(study)
+    summaries = statistics.summarise(results, maximize)
+    return summaries, judge(summaries, maximize=maximize, metric=metric)
+
+
 def verdict_of(study: optuna.Study) -> Verdict:
-    return judge(statistics.summarise(point_results(unit_rows(study))))
+    return _judged(study, point_results(unit_rows(study)))[1]
 
 
 def point_rows(study: optuna.Study) -> tuple[list[PointRow], Verdict]:
-    """One row per grid point, best mean first (validation only), and the verdict."""
+    """One row per grid point, best seed-adjusted mean first (validation only), and the
+    verdict."""
     statuses = unit_rows(study)
     limit = points.max_attempts(study)
     states: dict[str, list[str]] = {}
     for status in statuses:
         states.setdefault(points.canonical(status.unit.params), []).append(status.state(limit))
-    summaries = statistics.summarise(point_results(statuses))
-    verdict = judge(summaries)
-    tied = {points.canonical(s.params) for s in verdict.indistinguishable}
-    best = points.canonical(verdict.best.params) if verdict.best else None
+    summaries, verdict = _judged(study, point_results(statuses))
+    marks = {points.canonical(entry.params): CONTENDER for entry in verdict.contenders}
+    marks |= {points.canonical(entry.params): RULED_OUT for entry in verdict.ruled_out}
+    if verdict.best is not None:
+        marks[points.canonical(verdict.best.params)] = BEST
     rows = []
     for summary in summaries:
         key = points.canonical(summary.params)
         unit_states = states[key]
         state = next((s for s in _POINT_STATES if s in unit_states), points.COMPLETE)
-        rows.append(PointRow(summary, state, len(unit_states), key in tied, key == best))
+        rows.append(PointRow(summary, state, len(unit_states), marks.get(key, "")))
     return rows, verdict
 
 
@@ -90,7 +112,8 @@ def _number(value: float | None, digits: int = 4) -> str:
 
 
 def records(rows: list[PointRow]) -> list[dict[str, Any]]:
-    """Flat dictionaries for tables and CSV: one per grid point, best mean first."""
+    """Flat dictionaries for tables and CSV: one per grid point, best seed-adjusted mean
+    first."""
     result = []
     for row in rows:
         summary = row.summary
@@ -98,9 +121,10 @@ def records(rows: list[PointRow]) -> list[dict[str, Any]]:
         result.append({
             **{name: format_value(value) for name, value in summary.params.items()},
             "n": f"{summary.n}/{row.repeats}", "mean": _number(summary.mean),
+            "adjusted_mean": _number(summary.adjusted_mean),
             "std": _number(summary.std), "ci95": f"{ci[0]:.4f}-{ci[1]:.4f}" if ci else "-",
             "test_mean": _number(summary.test_mean), "state": row.state,
-            "verdict": "best" if row.best else "tied" if row.tied_with_best else ""})
+            "verdict": row.mark})
     return result
 
 
@@ -146,10 +170,12 @@ def markdown(study: optuna.Study) -> str:
              *(f"- {line}" for line in verdict.lines), "",
              "| " + " | ".join(headers) + " |", "|" + " ---: |" * len(headers)]
     lines += ["| " + " | ".join(str(r[h]) for h in headers) + " |" for r in data]
-    lines += ["", "mean, std (n-1) and the 95 % interval are of the last epoch's validation "
-              "accuracy over the replicates; 'tied' points cannot be told from the best "
-              f"({statistics.TEST_NAME}). Each trial's page lists its curves and history. "
-              f"Full report: `python -m search.report --study {study.study_name}`"]
+    lines += ["", "mean, std (n-1) and the 95 % interval: the last epoch's validation value "
+              "over the replicates; adjusted_mean takes out what each seed does to every "
+              "point, and ranks them. 'contender': cannot be ruled out as best; 'ruled out': "
+              f"another point beats it by more than the margin ({verdict.method or '-'}). "
+              "Each trial's page lists its curves and history. Full report: "
+              f"`python -m search.report --study {study.study_name}`"]
     return "\n".join(lines)
 
 
@@ -184,9 +210,10 @@ def trials_csv(study: optuna.Study) -> str:
 
 
 def to_json(study: optuna.Study) -> str:
-    """``{"pairs": [...], "verdict": {...}}``: the contract other tools read."""
+    """``{"points": [...], "verdict": {...}}``: the contract other tools read. ``pairs`` is
+    the same list under its old name, kept for one release."""
     rows, verdict = point_rows(study)
-    pairs = [{**row.summary.to_json(), "state": row.state, "repeats": row.repeats}
-             for row in rows]
-    return json.dumps({"study": study.study_name, "pairs": pairs,
+    found = [{**row.summary.to_json(), "state": row.state, "repeats": row.repeats,
+              "verdict": row.mark} for row in rows]
+    return json.dumps({"study": study.study_name, "points": found, "pairs": found,
                        "verdict": verdict.to_json()}, indent=2)

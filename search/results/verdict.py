@@ -1,6 +1,8 @@
-"""The verdict on a study: the best grid point, which points noise cannot separate from it,
-each hyperparameter's effect averaged over the others, and how many replicates would tell
-the best from the runner-up. Built from ``search.results.statistics`` summaries alone.
+"""The verdict on a study: the best grid point by seed-adjusted mean, which points can and
+cannot be ruled out as best (Hsu's multiple comparison with the best,
+``search.results.multiple``), each hyperparameter's effect (``search.results.marginals``),
+the smallest difference the study could see, and the replicates that would show smaller
+ones. Built from ``search.results.statistics`` summaries alone; works in either direction.
 """
 
 from __future__ import annotations
@@ -11,171 +13,131 @@ from typing import Any
 
 import numpy as np
 
+from search.results import multiple, wording
+from search.results.marginals import Marginal, marginals
 from search.results.statistics import (
     ALPHA,
-    TEST_NAME,
-    Comparison,
     PointSummary,
-    compare_paired,
-    replicates_needed,
+    is_proportion,
+    plain,
+    scores,
+    stated_differences,
 )
-from search.study.points import format_params, format_value
 
-_NO_NOISE = (
-    "the ranking carries no noise estimate: every point was trained once, so differences "
-    "between points may be seed noise; to get one, set repeats = 3 (or more) in the study's "
-    "[training] section, or pass --repeats 3, and run the same command again: only the new "
-    "replicates run")
-_TEST_LINE = "the test set chose nothing: test accuracy is reported, never used to rank"
 
 @dataclasses.dataclass(frozen=True)
-class Marginal:
-    """One hyperparameter's effect, each value averaged over the other hyperparameters."""
+class Standing:
+    """One point's place: its seed-adjusted mean and Hsu's interval for how much better it
+    is than the best of the others (objective units, positive = better; None = unbounded).
+    ``bound`` is the most it can beat ``decided_by`` by: below 0, it is ruled out."""
 
-    name: str
-    means: dict[str, float]
-    best: str
-    tied_with_best: list[str]
-    sentence: str
+    params: dict[str, Any]
+    n: int
+    mean: float
+    interval: tuple[float | None, float | None]
+    decided_by: dict[str, Any] | None
+    bound: float | None
+    ruled_out: bool
 
-
-def _join(items: list[str]) -> str:
-    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
-
-
-def _value_series(group: list[PointSummary]) -> tuple[dict[int, float], float]:
-    """Per-replicate averages over one value's points, and the value's mean."""
-    # Only replicates where every point of the value is complete, so each average is over the
-    # same points and a missing replicate cannot shift it.
-    complete = set.intersection(*(set(summary.validation) for summary in group))
-    series = {r: float(np.mean([s.validation[r] for s in group])) for r in sorted(complete)}
-    if series:
-        return series, float(np.mean(list(series.values())))
-    return series, float(np.mean([summary.mean for summary in group]))
-
-
-def _marginal(name: str, completed: list[PointSummary], alpha: float,
-              replicates: int) -> Marginal | None:
-    groups: dict[str, list[PointSummary]] = {}
-    raw: dict[str, Any] = {}
-    for summary in completed:
-        if name in summary.params:
-            text = format_value(summary.params[name])
-            groups.setdefault(text, []).append(summary)
-            raw.setdefault(text, summary.params[name])
-    if len(groups) < 2:
-        return None
-    try:
-        order = sorted(groups, key=lambda text: raw[text])
-    except TypeError:  # values of mixed types: keep the order they first appear in
-        order = list(groups)
-    series, means = {}, {}
-    for text in order:
-        series[text], means[text] = _value_series(groups[text])
-    best = max(order, key=lambda text: means[text])
-    comparisons = {text: compare_paired(series[best], series[text], {}, alpha)
-                   for text in order if text != best}
-    # Fewer than 2 shared replicates cannot be tested: such a value is neither tied nor
-    # beaten, only not comparable yet.
-    untested = [text for text, c in comparisons.items() if replicates > 1 and c.shared < 2]
-    tied = [text for text, c in comparisons.items()
-            if replicates > 1 and c.shared >= 2 and not c.distinguishable]
-    if replicates <= 1:
-        sentence = f"{name} {best} has the highest mean (no noise estimate at 1 replicate)"
-    elif not tied and not untested:
-        sentence = f"{name} {best} is clearly best"
-    elif len(tied) == len(order) - 1:
-        sentence = f"{name} {_join(order)} are indistinguishable at {replicates} replicates"
-    elif tied:
-        sentence = (f"{name} {best} is best; {_join(tied)} cannot be told apart from it at "
-                    f"{replicates} replicates")
-    else:
-        sentence = f"{name} {best} has the highest mean"
-    if untested:
-        sentence += f"; {_join(untested)} not comparable yet (fewer than 2 shared replicates)"
-    return Marginal(name, means, best, tied, sentence)
+    def to_json(self) -> dict[str, Any]:
+        return {"params": plain(self.params), "n": self.n, "mean": self.mean,
+                "interval": list(self.interval),
+                "decided_by": plain(self.decided_by), "bound": self.bound}
 
 
 @dataclasses.dataclass(frozen=True)
 class Verdict:
-    """Which point is best, which points noise cannot separate from it, and what would."""
+    """The best point, the contenders and the ruled out (every point with a result is in
+    exactly one list, best first), the marginals, and what more replicates would buy."""
 
     best: PointSummary | None
-    comparisons: list[Comparison]
-    indistinguishable: list[PointSummary]
+    contenders: list[Standing]
+    ruled_out: list[Standing]
     marginals: list[Marginal]
     replicates: int
-    replicates_needed: int | None
+    method: str
+    detectable_difference: float | None
+    replicates_needed: dict[str, int | None]
     lines: list[str]
     alpha: float = ALPHA
+    maximize: bool = True
+    metric: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        def point(summary: PointSummary) -> dict[str, Any]:
-            return {key: summary.to_json()[key] for key in ("params", "n", "mean", "std")}
-
-        found = {format_params(c.params): c for c in self.comparisons}
-        tied = [point(s) | {"p_value": found[format_params(s.params)].p_value,
-                            "difference": found[format_params(s.params)].difference}
-                for s in self.indistinguishable]
-        return {"best": point(self.best) if self.best is not None else None,
-                "indistinguishable": tied, "test": _test_name(self.alpha), "alpha": self.alpha,
-                "replicates": self.replicates, "replicates_needed": self.replicates_needed,
+        best = None
+        if self.best is not None:
+            best = {"params": plain(self.best.params), "n": self.best.n,
+                    "mean": self.best.adjusted_mean, "raw_mean": self.best.mean,
+                    "std": self.best.std}
+        return {"best": best, "contenders": [entry.to_json() for entry in self.contenders],
+                "ruled_out": [entry.to_json() for entry in self.ruled_out],
+                "method": self.method, "alpha": self.alpha,
+                "direction": "maximize" if self.maximize else "minimize",
+                "metric": self.metric, "replicates": self.replicates,
+                "detectable_difference": self.detectable_difference,
+                "replicates_needed": dict(self.replicates_needed),
                 "marginals": [dataclasses.asdict(marginal) for marginal in self.marginals],
                 "lines": list(self.lines)}
 
 
-def _test_name(alpha: float) -> str:
-    return TEST_NAME if alpha == ALPHA else TEST_NAME.replace("5 %", f"{alpha * 100:g} %")
+def _number(value: float) -> float | None:
+    return float(value) if np.isfinite(value) else None
 
 
-def judge(summaries: Sequence[PointSummary], alpha: float = ALPHA) -> Verdict:
-    """The best point by mean validation accuracy, tested against every other point."""
+def _standings(completed: list[PointSummary], standing: multiple.Standing,
+               sign: int) -> list[Standing]:
+    """Every completed point's Standing, best seed-adjusted mean first."""
+    found = []
+    for index in np.argsort(-standing.means, kind="stable"):
+        rival = int(standing.decided_by[index])
+        summary = completed[index]
+        found.append(Standing(
+            dict(summary.params), summary.n, float(sign * standing.means[index]),
+            (_number(standing.lower[index]), _number(standing.upper[index])),
+            dict(completed[rival].params) if rival >= 0 else None,
+            _number(standing.bound[index]) if rival >= 0 else None,
+            bool(standing.ruled_out[index])))
+    return found
+
+
+def _needed(standing: multiple.Standing, groups: int, proportion: bool,
+            alpha: float) -> dict[str, int | None]:
+    sigma = standing.pairs.sigma
+    if sigma is None or groups < 2:
+        return {}
+    return {wording.difference_key(difference, proportion):
+            multiple.replicates_needed(difference, sigma, groups, alpha)
+            for difference in stated_differences(proportion, sigma)}
+
+
+def judge(summaries: Sequence[PointSummary], alpha: float = ALPHA, maximize: bool = True,
+          metric: str | None = None) -> Verdict:
+    """The verdict on ``summaries`` (from ``statistics.summarise`` with the same
+    ``maximize``); ``metric`` names the objective in the lines (None: "objective")."""
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must lie strictly between 0 and 1, got {alpha!r}")
     completed = [summary for summary in summaries if summary.n > 0]
+    label = wording.label(metric)
     if not completed:
-        return Verdict(None, [], [], [], 0, None, ["no completed trials yet: nothing to rank",
-                                                   _TEST_LINE], alpha)
+        return Verdict(None, [], [], [], 0, "", None, {}, [
+            "no completed trials yet: nothing to rank", wording.TEST_LINE], alpha, maximize,
+            metric)
+    values = scores([summary.validation for summary in completed], maximize)
+    standing = multiple.with_best(values, alpha)
+    entries = _standings(completed, standing, 1 if maximize else -1)
+    best = next(s for s in completed if s.params == entries[0].params)
     replicates = max(summary.n for summary in completed)
-    ranked = sorted(completed, key=lambda summary: -summary.mean)  # stable: first of equals
-    best = ranked[0]
-    others = [summary for summary in completed if summary is not best]
-    comparisons = [compare_paired(best.validation, other.validation, other.params, alpha)
-                   for other in others]
-    pairs = list(zip(others, comparisons, strict=True))
-    tied = [(other, comparison) for other, comparison in pairs
-            if replicates > 1 and comparison.shared >= 2 and not comparison.distinguishable]
-    untested = [other for other, comparison in pairs if replicates > 1 and comparison.shared < 2]
-    names = dict.fromkeys(name for summary in completed for name in summary.params)
-    marginals = [marginal for name in names
-                 if (marginal := _marginal(name, completed, alpha, replicates)) is not None]
-    needed, needed_line = None, None
-    if len(ranked) > 1:
-        runner_up = comparisons[next(i for i, s in enumerate(others) if s is ranked[1])]
-        if not runner_up.distinguishable and runner_up.shared >= 2:
-            needed, needed_line = replicates_needed(best, ranked[1], alpha)
-    lines = [_best_line(best), _noise_line(tied, bool(comparisons), replicates, alpha)]
-    if untested:
-        lines.append("not comparable with it yet (fewer than 2 replicates shared with it): "
-                     + "; ".join(format_params(other.params) for other in untested))
-    lines += [marginal.sentence for marginal in marginals]
-    lines += [needed_line] if needed_line else []
-    return Verdict(best, comparisons, [other for other, _ in tied], marginals, replicates, needed,
-                   lines + [_TEST_LINE], alpha)
+    proportion = is_proportion(metric, [v for s in completed for v in s.validation.values()])
+    needed = _needed(standing, len(completed), proportion, alpha)
+    found = marginals(completed, alpha, maximize, replicates)
+    method = wording.method(standing, alpha)
+    lines = [wording.best_line(best, label, maximize),
+             *wording.standing_lines(entries, standing, proportion, replicates, method,
+                                     maximize),
+             *(marginal.sentence for marginal in found),
+             *wording.power_lines(standing, needed, proportion, alpha, len(completed)),
+             wording.TEST_LINE]
+    return Verdict(best, [e for e in entries if not e.ruled_out],
+                   [e for e in entries if e.ruled_out], found, replicates, method,
+                   standing.detectable, needed, lines, alpha, maximize, metric)
 
-
-def _best_line(best: PointSummary) -> str:
-    spread = f" ± {best.std:.4f} (std, n={best.n})" if best.std is not None else f" (n={best.n})"
-    return f"best: {format_params(best.params)} mean validation accuracy {best.mean:.4f}{spread}"
-
-
-def _noise_line(tied: list[tuple[PointSummary, Comparison]], compared: bool, replicates: int,
-                alpha: float) -> str:
-    if replicates <= 1:
-        return _NO_NOISE
-    if not compared:
-        return "no other point has completed trials to compare it with"
-    if not tied:
-        return f"no other point is within noise of it ({_test_name(alpha)})"
-    described = [f"{format_params(other.params)} (p={c.p_value:.2f})" for other, c in tied]
-    return f"within noise of it ({_test_name(alpha)}): " + "; ".join(described)
