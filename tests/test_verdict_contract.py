@@ -32,7 +32,8 @@ def memory_study(values: dict[int, list[float]], direction: str) -> optuna.Study
     study = optuna.create_study(storage=optuna.storages.InMemoryStorage(),
                                 study_name="memory", direction=direction)
     repeats = max(len(row) for row in values.values())
-    study.set_user_attr(points.BUDGET, {"search_space": SPACE, "metric": "val_loss"})
+    study.set_user_attr(points.BUDGET, {"search_space": SPACE,
+                                        "objective": ["val_loss", direction]})
     study.set_user_attr(points.GRID, grid)
     study.set_user_attr(points.REPEATS, repeats)
     distributions = {name: optuna.distributions.CategoricalDistribution(levels)

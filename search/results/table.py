@@ -29,7 +29,6 @@ _POINT_STATES = (points.GIVEN_UP, points.RUNNING, points.RETRYING, points.PENDIN
 # A point's mark in the verdict column, the heatmap and the note ("" before it has results).
 BEST, CONTENDER, RULED_OUT = "best", "contender", "ruled out"
 # Keys a study's stored budget may name its objective under.
-_METRIC_KEYS = ("metric", "objective")
 
 
 @dataclasses.dataclass
@@ -65,13 +64,10 @@ def point_results(statuses: list[points.UnitStatus]) -> list[statistics.PointRes
     return [by_point[point] for point in sorted(by_point)]
 
 
-def objective_of(study: optuna.Study) -> tuple[bool, str | None]:
-    """Whether the study maximises, and its objective's stored name; a study stored without
-    one maximised the last epoch's validation accuracy, the only objective there was."""
-    maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
-    budget = study.user_attrs.get(points.BUDGET, {})
-    names = [budget[key] for key in _METRIC_KEYS if isinstance(budget.get(key), str)]
-    return maximize, names[0] if names else "val_accuracy" if maximize else None
+def objective_of(study: optuna.Study) -> tuple[bool, str]:
+    """Whether the study maximises, and its objective's name (``points.objective_of``)."""
+    metric, direction = points.objective_of(study)
+    return direction == "maximize", metric
 
 
 def _judged(study: optuna.Study, results: list[statistics.PointResult]

@@ -171,10 +171,10 @@ def unit_status(study: optuna.Study,
 
 
 def objective_of(study: optuna.Study) -> tuple[str, str]:
-    """The study's objective: (validation metric, "maximize" or "minimize")."""
-    metric, direction = study.user_attrs.get(BUDGET, {}).get(
-        "objective", (DEFAULT_METRIC, "maximize"))
-    return metric, direction
+    """The study's objective: (validation metric, "maximize" or "minimize"). A study stored
+    without one maximized validation accuracy, the only objective there was."""
+    metric = study.user_attrs.get(BUDGET, {}).get("objective", [DEFAULT_METRIC])[0]
+    return metric, study.direction.name.lower()
 
 
 def max_attempts(study: optuna.Study) -> int:
