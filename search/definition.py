@@ -51,6 +51,7 @@ class StudyDefinition:
     repeats: int = default("repeats")  # per grid point; may grow on a stored study, never shrink
     train_size: int | None = default("train_size")
     storage_url: str | None = None  # the definition's [storage] url
+    artifacts: str | None = None  # the definition's [storage] artifacts
     source: str = ""
 
     @property

@@ -15,7 +15,6 @@ trial's checkpoint kept for the rerun.
 from __future__ import annotations
 
 import dataclasses
-import shutil
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,7 +25,7 @@ from search import data
 from search import definition as definitions
 from search.errors import Interrupted
 from search.options import RunOptions, make_options
-from search.study import lifecycle, points
+from search.study import artifact_store, lifecycle, points, store_checkpoints
 from search.study.storage import Storage, open_storage, storage_errors
 
 if TYPE_CHECKING:
@@ -43,7 +42,7 @@ class StudyResult:
     study: optuna.Study
     states: list[str]  # per unit, in running order
     worker_failures: list[str] = dataclasses.field(default_factory=list)
-    artifact_dir: Path | None = None  # the trials' figures and models
+    artifact_location: str | None = None  # the artifact store: the trials' figures, models
 
     @property
     def complete(self) -> int:
@@ -77,7 +76,7 @@ class StudyResult:
         """Write the best point's typical model to ``path`` (``search.results.export``)."""
         from search.results import export
 
-        return export.export_best_model(self.study, path, self.artifact_dir)
+        return export.export_best_model(self.study, path, self.artifact_location)
 
 
 def run_study(study: str | definitions.StudyDefinition, *, storage_url: str | None = None,
@@ -108,11 +107,12 @@ def _start_over(options: RunOptions, storage: Storage) -> None:
     """--fresh: the study's files, then its trials and claims, then its checkpoints."""
     from search.results import artifacts
 
-    name, locations = options.definition.name, options.locations
-    artifacts.discard(storage, name, locations.artifacts)
+    name, location = options.definition.name, options.locations.artifacts
+    artifacts.discard(storage, name, location)
     if lifecycle.delete_study(storage, name):
         _say(options, f"deleted the stored study '{name}'; starting over")
-    shutil.rmtree(locations.checkpoints, ignore_errors=True)
+    with artifact_store.store_errors(location):
+        store_checkpoints.discard_checkpoints(artifact_store.open_store(location), name)
 
 
 def _open_study(options: RunOptions, storage: Storage) -> optuna.Study:
@@ -139,6 +139,9 @@ def run(options: RunOptions) -> StudyResult:
     locations, name = options.locations, options.definition.name
     locations.make_studies_dir()
     storage = open_storage(locations.storage_url)
+    # Before anything is stored or any data loads: an unusable store is one line now, not a
+    # failure after the first trial has trained.
+    artifact_store.check(locations.artifacts)
     with storage_errors(storage.url):
         is_new = options.fresh or not lifecycle.is_stored(storage, name)
     # A new study is created only once its data loads: a bad --data-dir must not leave an

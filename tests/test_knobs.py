@@ -383,7 +383,7 @@ def test_a_resumed_trial_ends_like_an_uninterrupted_one(tiny_data, compiled, tmp
 
     first = _model(0, **knobs)
     _fit(compiled, tiny_data, seed=0, epochs=1, model=first)
-    store, key = CheckpointStore(tmp_path), {"epochs": 2}
+    store, key = CheckpointStore(tmp_path, "study"), {"epochs": 2}
     store.save("unit", first, key, 1, {"val_accuracy": [0.0]}, [1.0])
     keras.backend.clear_session()
     restored = store.load("unit", key)

@@ -78,8 +78,8 @@ def test_storage_checkpoints_and_artifacts_default_to_the_studies_folder(
     shipped = definition.load("mnist")
     made = options.make_options(shipped, quick=True).locations
     assert made.storage_url == "sqlite:///studies/mnist-quick.db"
-    assert made.checkpoints == Path("studies/mnist-quick.checkpoints/mnist-quick")
-    assert made.artifacts == Path("studies/mnist-quick.artifacts")
+    # One store holds the checkpoints (under checkpoints/NAME/) and the trials' files.
+    assert made.artifacts == "studies/mnist-quick.artifacts"
     assert made.reports == Path("reports/mnist-quick")
     mine = empty_folder / "mine"
     assert options.make_options(shipped, studies_dir=mine).storage_url == \

@@ -82,7 +82,8 @@ def work_here(options: RunOptions, storage: Storage, study: optuna.Study, datase
 
     with CompiledTraining() as compiled:
         objective = Objective(options.definition, dataset, compiled,
-                              CheckpointStore(options.locations.checkpoints),
+                              CheckpointStore(options.locations.artifacts,
+                                              options.definition.name),
                               on_epoch=progress.epoch_end if progress else None,
                               on_finish=TrialArtifacts(options.locations.artifacts))
         objective.compile_ahead()
