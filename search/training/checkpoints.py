@@ -79,7 +79,7 @@ class CheckpointStore:
         self._templates: set[str] = set()  # units whose template this process wrote
         self._latest: dict[str, store_checkpoints.Checkpoint] = {}  # to delete once replaced
 
-    def _template_id(self, name: str) -> str:
+    def template_id(self, name: str) -> str:
         return store_checkpoints.folder(self.study_name, name) + TEMPLATE
 
     def save(self, name: str, model: keras.Model, key: dict[str, Any],
@@ -92,7 +92,7 @@ class CheckpointStore:
             # The architecture and compile settings are stored once per trial; each epoch
             # adds only the weights and optimizer state, a fraction of a whole model.save.
             if name not in self._templates:
-                artifact_store.put_bytes(self.store, self._template_id(name),
+                artifact_store.put_bytes(self.store, self.template_id(name),
                                          _model_bytes(model))
                 self._templates.add(name)
             self._latest[name] = store_checkpoints.save_checkpoint(
@@ -104,7 +104,7 @@ class CheckpointStore:
         with artifact_store.store_errors(self.location):
             found = store_checkpoints.load_checkpoint(self.store, self.study_name, name)
             template = None if found is None \
-                else artifact_store.get_bytes(self.store, self._template_id(name))
+                else artifact_store.get_bytes(self.store, self.template_id(name))
         if found is None:
             return None
         checkpoint, state = found
@@ -114,7 +114,7 @@ class CheckpointStore:
             return None
         try:
             if template is None:
-                raise ValueError(f"{self._template_id(name)} is missing")
+                raise ValueError(f"{self.template_id(name)} is missing")
             model = _restore(template, state)
         except (OSError, ValueError, KeyError) as error:
             logger.warning("ignoring unreadable checkpoint %s (%s)", name, error)
