@@ -3,7 +3,8 @@
 Each "machine" is a working folder of its own (with its own copy of the study file) and
 processes of its own; they share the database URL, the s3:// store and the AWS variables.
 A trial killed on the first continues on the second at epoch 3, and a third exports the
-model and serves a trial's figure. An unusable store is one line before any trial.
+model and serves a trial's figure. An unusable store is one line before any trial; a store
+that stops answering mid-study stops the run in one line, and a rerun continues.
 
 Needs PostgreSQL (SEARCH_TEST_POSTGRES_URL; see scripts/start_postgres.sh) and moto: without
 them these skip locally and fail in CI.
@@ -53,10 +54,12 @@ def postgres_url() -> str:
                 "SEARCH_TEST_POSTGRES_URL")
 
 
-def machine(root: Path, study: str, artifacts: str) -> Path:
+def machine(root: Path, study: str, artifacts: str,
+            learning_rates: tuple[float, ...] = (0.001,)) -> Path:
     """A machine's studies folder: the same study file, naming the shared store."""
     # Enough steps per epoch that the trial is still in epoch 3 when it is killed.
-    path = write_definition(root / "studies", study, learning_rates=(0.001,), batch_sizes=(16,),
+    path = write_definition(root / "studies", study, learning_rates=learning_rates,
+                            batch_sizes=(16,),
                             epochs=EPOCHS, train_size=20_000, validation_size=1000)
     path.write_text(path.read_text() + f'\n[storage]\nartifacts = "{artifacts}"\n')
     return root / "studies"
@@ -157,3 +160,33 @@ def test_an_unusable_store_is_one_line_before_any_trial(
     assert len(lines) == 1 and expected in lines[0] and store in lines[0], failed.stderr
     assert "test-secret" not in failed.stderr
     assert study_names(postgres_url) == before  # nothing stored
+
+
+def test_a_store_outage_stops_the_run_in_one_line_and_a_rerun_continues(
+        s3_server, s3_env, tmp_path: Path, mnist_dir: Path) -> None:
+    name, url = "outage", f"sqlite:///{tmp_path}/outage.db"
+    store = f"s3://{new_bucket()}/team"
+    studies = machine(tmp_path, name, store, learning_rates=(0.001, 0.01))
+    process = start_run(name, url, studies, data_dir=mnist_dir)
+    wait_for(running_after_epoch(name, url, 1, skip=1), process, timeout=300)
+    before = [(t.number, t.params, t.value, t.user_attrs) for t in trials(name, url)
+              if t.state == TrialState.COMPLETE]
+    os.kill(s3_server[1], signal.SIGSTOP)  # moto keeps its objects in memory: pause it
+    try:
+        _, stderr = process.communicate(timeout=180)
+    finally:
+        os.kill(s3_server[1], signal.SIGCONT)
+    assert process.returncode == 1, stderr
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: artifact store {store}: ") and "Traceback" not in stderr
+    after = trials(name, url)
+    assert [(t.number, t.params, t.value, t.user_attrs) for t in after
+            if t.state == TrialState.COMPLETE] == before == before[:1]
+    assert after[-1].user_attrs["failure"].startswith("interrupted")  # no attempt used
+
+    rerun = run_to_end(name, url, studies, data_dir=mnist_dir)
+    assert rerun.returncode == 0, rerun.stderr
+    complete = complete_by_params(name, url)
+    assert len(complete) == 2
+    resumed = complete[tuple(sorted(after[-1].params.items()))]
+    assert resumed.user_attrs["resumed_from_epoch"] >= 1
