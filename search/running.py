@@ -82,7 +82,8 @@ class StudyResult:
 def run_study(study: str | definitions.StudyDefinition, *, storage_url: str | None = None,
               studies_dir: str | Path | None = None, **settings: object) -> StudyResult:
     """Run (or resume, or finish) a study; see ``search.options.make_options`` for settings:
-    data_dir, workers, threads, epochs, quick, repeats, fresh, retry_failed, show_progress.
+    artifacts (the artifact store: a folder or s3://bucket/prefix), data_dir, workers,
+    threads, epochs, quick, repeats, fresh, retry_failed, show_progress.
     """
     folder = Path(studies_dir) if studies_dir is not None else definitions.STUDIES_DIR
     definition = study if isinstance(study, definitions.StudyDefinition) \
