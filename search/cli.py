@@ -43,6 +43,11 @@ def add_study_flags(parser: argparse.ArgumentParser, verb: str) -> None:
                         help="your definitions, and by default their databases, "
                              "checkpoints and artifacts (default: ./studies, made when "
                              "first needed); shipped definitions are found too")
+    parser.add_argument("--artifacts", metavar="LOCATION",
+                        help="the artifact store for checkpoints, figures and models: a "
+                             "folder or s3://bucket/prefix, credentials from the AWS "
+                             "environment (default: $SEARCH_ARTIFACTS, else the definition's "
+                             "[storage] artifacts, else NAME.artifacts beside the database)")
 
 
 def setup_logging(verbose: bool) -> None:

@@ -1,6 +1,6 @@
 """Watch a study in optuna-dashboard: ``python -m search.dashboard --study mnist``.
 
-Serves the study's storage (where ``python -m search.run`` put it) and its artifact folder,
+Serves the study's storage (where ``python -m search.run`` put it) and its artifact store,
 so each trial's page lists its accuracy and loss curves. Binds to 127.0.0.1 unless told
 otherwise; the page updates while the study runs. Ctrl-C stops it.
 """
@@ -13,11 +13,11 @@ import sys
 import wsgiref.simple_server
 
 import optuna_dashboard
-from optuna.artifacts import FileSystemArtifactStore
 
 from search import cli
 from search.errors import SearchError
 from search.locations import locate_stored
+from search.study import artifact_store
 from search.study.storage import open_for_reading
 
 
@@ -44,11 +44,11 @@ def make_server(args: argparse.Namespace) -> tuple[wsgiref.simple_server.WSGISer
     """The dashboard's HTTP server, bound but not yet serving, and its URL."""
     if not 0 <= args.port <= 65535:
         raise SearchError(f"--port must lie in 0..65535, not {args.port}")
-    locations = locate_stored(args.study, args.storage, args.studies_dir)
+    locations = locate_stored(args.study, args.storage, args.studies_dir, args.artifacts)
     rdb = open_for_reading(locations.storage_url, args.study)
     study_id = rdb.get_study_id_from_name(args.study)
-    # Not created here: a study that has attached nothing yet simply lists no artifacts.
-    store = FileSystemArtifactStore(locations.artifacts)
+    # Not checked here: a study that has attached nothing yet simply lists no artifacts.
+    store = artifact_store.open_store(locations.artifacts)
     app = optuna_dashboard.wsgi(rdb, artifact_store=store)
     try:
         server = wsgiref.simple_server.make_server(args.host, args.port, app,

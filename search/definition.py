@@ -53,6 +53,7 @@ class StudyDefinition:
     repeats: int = default("repeats")  # per grid point; may grow on a stored study, never shrink
     train_size: int | None = default("train_size")
     storage_url: str | None = None  # the definition's [storage] url
+    artifacts: str | None = None  # the definition's [storage] artifacts
     model: dict[str, Any] | None = None  # [model]: build = "module:function", fixed arguments
     data: dict[str, str] | None = None  # [data]: load = "module:function", or path = "x.npz"
     metric: str = model_sections.DEFAULT_METRIC  # [objective]

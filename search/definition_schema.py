@@ -38,6 +38,7 @@ _SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
     },
     "storage": {
         "url": (str, None),
+        "artifacts": (str, None),  # the artifact store: a folder or s3://bucket/prefix
     },
 }
 

@@ -13,6 +13,11 @@ class SearchError(Exception):
     """
 
 
+class StoreError(SearchError):
+    """The artifact store (checkpoints, figures, models) failed: the machine's fault, not the
+    trial's, so a worker stops the run instead of using up the unit's attempts."""
+
+
 class Interrupted(Exception):
     """Ctrl-C or SIGTERM stopped a run; the interrupted trial's checkpoint is kept.
 

@@ -101,7 +101,8 @@ def effective_definition(definition: StudyDefinition, *, epochs: int | None = No
 
 
 def make_options(definition: StudyDefinition, *, storage_url: str | None = None,
-                 studies_dir: Path | None = None, data_dir: str | None = None,
+                 studies_dir: Path | None = None, artifacts: str | None = None,
+                 data_dir: str | None = None,
                  workers: int | str = 1, threads: int | None = None,
                  epochs: int | None = None,
                  quick: bool = False, repeats: int | None = None, fresh: bool = False,
@@ -120,7 +121,7 @@ def make_options(definition: StudyDefinition, *, storage_url: str | None = None,
     # One thread per worker. XLA hardly splits this MLP's small matrix products, and N
     # single-thread workers on N cores do not oversubscribe them; the spare core compiles.
     return RunOptions(definition=effective,
-                      locations=locate(effective, storage_url, studies_dir),
+                      locations=locate(effective, storage_url, studies_dir, artifacts),
                       data_dir=None if data_dir is None
                       else str(data_dir), workers=workers, threads=threads or 1,
                       fresh=fresh, retry_failed=retry_failed, show_progress=show_progress)

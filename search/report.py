@@ -52,7 +52,7 @@ def _exports(study: optuna.Study, args: argparse.Namespace) -> list[tuple[Path, 
 
 def write_report(args: argparse.Namespace) -> list[Path]:
     """Print the summary; write the figures and exports; return the files written."""
-    locations = locate_stored(args.study, args.storage, args.studies_dir)
+    locations = locate_stored(args.study, args.storage, args.studies_dir, args.artifacts)
     url = locations.storage_url
     study = load_for_reading(url, args.study)
     with storage_errors(url):

@@ -24,7 +24,7 @@ class StudyResult:
     study: optuna.Study
     states: list[str]  # per unit, in running order
     worker_failures: list[str] = dataclasses.field(default_factory=list)
-    artifact_dir: Path | None = None  # the trials' figures and models
+    artifact_location: str | None = None  # the artifact store: the trials' figures, models
 
     @property
     def complete(self) -> int:
@@ -58,4 +58,4 @@ class StudyResult:
         """Write the best point's typical model to ``path`` (``search.results.export``)."""
         from search.results import export
 
-        return export.export_best_model(self.study, path, self.artifact_dir)
+        return export.export_best_model(self.study, path, self.artifact_location)

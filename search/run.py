@@ -56,6 +56,7 @@ def options_from(args: argparse.Namespace) -> options.RunOptions:
     studies_dir = args.studies_dir or definition.STUDIES_DIR
     return options.make_options(
         definition.load(args.study, studies_dir), storage_url=args.storage,
+        artifacts=args.artifacts,
         studies_dir=studies_dir, data_dir=args.data_dir, workers=args.workers,
         threads=args.threads, epochs=args.epochs, quick=args.quick, repeats=args.repeats,
         fresh=args.fresh, retry_failed=args.retry_failed)

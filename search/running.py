@@ -27,7 +27,7 @@ from search import definition as definitions
 from search.errors import Interrupted, SearchError
 from search.options import RunOptions, make_options
 from search.result import StudyResult
-from search.study import lifecycle, points
+from search.study import artifact_store, lifecycle, points
 from search.study.storage import Storage, open_storage, storage_errors
 from search.usercode import importable_name
 
@@ -39,7 +39,8 @@ def run_study(study: str | definitions.StudyDefinition, *, storage_url: str | No
               studies_dir: str | Path | None = None, build: Builder | None = None,
               data: Mapping[str, Any] | None = None, **settings: object) -> StudyResult:
     """Run (or resume, or finish) a study; see ``search.options.make_options`` for settings:
-    data_dir, workers, threads, epochs, quick, repeats, fresh, retry_failed, show_progress.
+    artifacts (the artifact store: a folder or s3://bucket/prefix), data_dir, workers,
+    threads, epochs, quick, repeats, fresh, retry_failed, show_progress.
 
     ``build`` (a function returning a compiled keras.Model) and ``data`` (a mapping with
     x_train, y_train and optionally the validation and test arrays) stand in for the
@@ -103,11 +104,11 @@ def _start_over(options: RunOptions, storage: Storage) -> None:
     from search.results import artifacts
     from search.training.checkpoints import CheckpointStore
 
-    name, locations = options.definition.name, options.locations
-    artifacts.discard(storage, name, locations.artifacts)
+    name, location = options.definition.name, options.locations.artifacts
+    artifacts.discard(storage, name, location)
     if lifecycle.delete_study(storage, name):
         _say(options, f"deleted the stored study '{name}'; starting over")
-    CheckpointStore(locations.checkpoints).discard_all()
+    CheckpointStore(location, name).discard_all()
 
 
 def _open_study(options: RunOptions, storage: Storage) -> optuna.Study:
@@ -135,6 +136,9 @@ def run(options: RunOptions, build: Builder | None = None,
     locations, name = options.locations, options.definition.name
     locations.make_studies_dir()
     storage = open_storage(locations.storage_url)
+    # Before anything is stored or any data loads: an unusable store is one line now, not a
+    # failure after the first trial has trained.
+    artifact_store.check(locations.artifacts)
     with storage_errors(storage.url):
         is_new = options.fresh or not lifecycle.is_stored(storage, name)
     # A new study is created only once its data loads: a bad --data-dir must not leave an

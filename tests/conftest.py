@@ -9,7 +9,11 @@ from __future__ import annotations
 import os
 import random
 import signal
+import socket
+import subprocess
+import sys
 import textwrap
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +23,62 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 REPO = Path(__file__).resolve().parent.parent
 MNIST_DIR = Path(os.environ.get("MNIST_DATA", REPO.parent / "shared" / "mnist"))
+
+
+# A real S3-compatible server (moto's, through scripts/start_s3.sh) for the store tests.
+SECRET = "test-secret-never-shown"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory):
+    """(endpoint URL, server pid) of a moto server for the whole session, stopped at the end."""
+    try:
+        import boto3  # noqa: F401
+        import moto  # noqa: F401
+    except ModuleNotFoundError as error:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must install moto and boto3 (pip install -e '.[dev]'): {error}")
+        pytest.skip(f"no moto/boto3: {error}")
+    run_dir, port = tmp_path_factory.mktemp("s3"), free_port()
+    env = {**os.environ, "TMPDIR": str(run_dir), "PYTHON": sys.executable,
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    script = str(REPO / "scripts" / "start_s3.sh")
+    url = subprocess.run([script, str(port)], env=env, check=True, capture_output=True,
+                         text=True, timeout=60).stdout.strip()
+    pid = int((run_dir / f"search-s3-{port}.pid").read_text())
+    yield url, pid
+    os.kill(pid, signal.SIGCONT)  # a failed pause test must not leave it stopped
+    subprocess.run([script, "stop", str(port)], env=env, check=True, timeout=30)
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
+@pytest.fixture
+def s3_env(s3_server, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> str:
+    """The standard AWS variables pointed at moto, and nothing from the developer's ~/.aws."""
+    for name, value in {"AWS_ENDPOINT_URL": s3_server[0], "AWS_ACCESS_KEY_ID": "test-key-id",
+                        "AWS_SECRET_ACCESS_KEY": SECRET, "AWS_DEFAULT_REGION": "us-east-1",
+                        "AWS_CONFIG_FILE": str(tmp_path / "none"),
+                        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
+                        "AWS_EC2_METADATA_DISABLED": "true"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL_S3", raising=False)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    return s3_server[0]
+
+
+def new_bucket() -> str:
+    import boto3
+
+    bucket = f"search-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3").create_bucket(Bucket=bucket)
+    return bucket
 
 
 @pytest.fixture(autouse=True)

@@ -9,11 +9,7 @@ from __future__ import annotations
 import io
 import os
 import signal
-import socket
-import subprocess
-import sys
 import time
-import uuid
 import wsgiref.util
 from pathlib import Path
 
@@ -25,70 +21,16 @@ from optuna.artifacts import Boto3ArtifactStore, download_artifact, upload_artif
 from search.errors import SearchError
 from search.study import artifact_store, store_checkpoints
 from search.study.optuna_internals import study_id, trial_id
+from tests.conftest import SECRET, free_port, new_bucket
 
 REPO = Path(__file__).resolve().parent.parent
-SECRET = "test-secret-never-shown"
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@pytest.fixture(scope="session")
-def s3_server(tmp_path_factory: pytest.TempPathFactory):
-    """(endpoint URL, server pid) of a moto server for the whole session, stopped at the end."""
-    try:
-        import boto3  # noqa: F401
-        import moto  # noqa: F401
-    except ModuleNotFoundError as error:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must install moto and boto3 (pip install -e '.[dev]'): {error}")
-        pytest.skip(f"no moto/boto3: {error}")
-    run_dir, port = tmp_path_factory.mktemp("s3"), _free_port()
-    env = {**os.environ, "TMPDIR": str(run_dir), "PYTHON": sys.executable,
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    script = str(REPO / "scripts" / "start_s3.sh")
-    url = subprocess.run([script, str(port)], env=env, check=True, capture_output=True,
-                         text=True, timeout=60).stdout.strip()
-    pid = int((run_dir / f"search-s3-{port}.pid").read_text())
-    yield url, pid
-    os.kill(pid, signal.SIGCONT)  # a failed pause test must not leave it stopped
-    subprocess.run([script, "stop", str(port)], env=env, check=True, timeout=30)
-    with pytest.raises(ProcessLookupError):
-        os.kill(pid, 0)
-
-
-@pytest.fixture
-def s3_env(s3_server, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> str:
-    """The standard AWS variables pointed at moto, and nothing from the developer's ~/.aws."""
-    for name, value in {"AWS_ENDPOINT_URL": s3_server[0], "AWS_ACCESS_KEY_ID": "test-key-id",
-                        "AWS_SECRET_ACCESS_KEY": SECRET, "AWS_DEFAULT_REGION": "us-east-1",
-                        "AWS_CONFIG_FILE": str(tmp_path / "none"),
-                        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
-                        "AWS_EC2_METADATA_DISABLED": "true"}.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL_S3", raising=False)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    return s3_server[0]
-
-
-def _new_bucket() -> str:
-    import boto3
-
-    bucket = f"search-{uuid.uuid4().hex[:12]}"
-    boto3.client("s3").create_bucket(Bucket=bucket)
-    return bucket
-
-
 @pytest.fixture(params=["folder", pytest.param("s3", marks=pytest.mark.slow)])
 def location(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A store location of each kind: a folder not yet made, a prefix in a fresh bucket."""
     if request.param == "folder":
         return str(tmp_path / "shared" / "artifacts")
     request.getfixturevalue("s3_env")
-    return f"s3://{_new_bucket()}/team/mnist"
+    return f"s3://{new_bucket()}/team/mnist"
 
 
 def _keys(location: str) -> set[str]:
@@ -217,8 +159,8 @@ def test_a_read_only_folder_is_one_line_and_stays_empty(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_s3_misconfigurations_are_one_line(s3_env: str, monkeypatch) -> None:
     _one_line_error("s3://no-such-bucket-here/x", "bucket 'no-such-bucket-here' does not exist")
-    bucket = _new_bucket()
-    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{_free_port()}")
+    bucket = new_bucket()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
     _one_line_error(f"s3://{bucket}/x", "cannot connect", "AWS_ENDPOINT_URL")
     monkeypatch.setenv("AWS_ENDPOINT_URL", s3_env)
     monkeypatch.delenv("AWS_ACCESS_KEY_ID")
@@ -229,7 +171,7 @@ def test_s3_misconfigurations_are_one_line(s3_env: str, monkeypatch) -> None:
 @pytest.mark.slow
 def test_a_paused_server_is_one_line_and_the_store_works_once_it_resumes(s3_server,
                                                                           s3_env: str) -> None:
-    location = f"s3://{_new_bucket()}/run"
+    location = f"s3://{new_bucket()}/run"
     store = artifact_store.open_store(location, connect_timeout=1, read_timeout=1, attempts=1)
     artifact_store.put_bytes(store, "kept", b"stored before the pause")
     os.kill(s3_server[1], signal.SIGSTOP)

@@ -384,7 +384,7 @@ def test_a_resumed_trial_ends_like_an_uninterrupted_one(tiny_data, compiled, tmp
 
     first = _model(0, **knobs)
     _fit(compiled, tiny_data, seed=0, epochs=1, model=first)
-    store, key = CheckpointStore(tmp_path), {"epochs": 2}
+    store, key = CheckpointStore(tmp_path, "study"), {"epochs": 2}
     store.save("unit", CompiledPath.state(first), key, 1, {"val_accuracy": [0.0]}, [1.0])
     rebuilt = _model(7, **knobs)  # other initial weights: the checkpoint replaces them all
     restored = store.load("unit", key, CompiledPath.state(rebuilt))

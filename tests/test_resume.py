@@ -85,8 +85,8 @@ def test_sigkill_then_rerun_continues_from_checkpoint(study_setup, mnist_dir):
     # The history is continuous: the epochs before the kill are those the victim reported.
     for epoch in range(1, resumed.user_attrs["resumed_from_epoch"] + 1):
         assert resumed.intermediate_values[epoch] == dead.intermediate_values[epoch]
-    assert not list((Path(url.removeprefix("sqlite:///")).parent
-                     / "resume.checkpoints").glob("*/*/state.json"))  # cleaned up
+    checkpoints = Path(url.removeprefix("sqlite:///")).parent / "resume.artifacts/checkpoints"
+    assert not [path for path in checkpoints.rglob("*") if path.is_file()]  # cleaned up
 
 
 def test_ctrl_c_twice_records_interruption_and_rerun_finishes(study_setup, mnist_dir):

@@ -11,7 +11,7 @@ import pytest
 
 from search import definition, options, running
 from search.errors import SearchError
-from search.locations import STORAGE_VARIABLE, locate_stored
+from search.locations import ARTIFACTS_VARIABLE, STORAGE_VARIABLE, locate_stored
 
 REPO = Path(__file__).resolve().parent.parent
 MINE = """\
@@ -34,6 +34,7 @@ def empty_folder(tmp_path: Path, monkeypatch) -> Path:
     """The current folder is an empty one, as for a user of the installed package."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv(STORAGE_VARIABLE, raising=False)
+    monkeypatch.delenv(ARTIFACTS_VARIABLE, raising=False)
     return tmp_path
 
 
@@ -78,8 +79,8 @@ def test_storage_checkpoints_and_artifacts_default_to_the_studies_folder(
     shipped = definition.load("mnist")
     made = options.make_options(shipped, quick=True).locations
     assert made.storage_url == "sqlite:///studies/mnist-quick.db"
-    assert made.checkpoints == Path("studies/mnist-quick.checkpoints/mnist-quick")
-    assert made.artifacts == Path("studies/mnist-quick.artifacts")
+    # One store holds the checkpoints (under checkpoints/NAME/) and the trials' files.
+    assert made.artifacts == "studies/mnist-quick.artifacts"
     assert made.reports == Path("reports/mnist-quick")
     mine = empty_folder / "mine"
     assert options.make_options(shipped, studies_dir=mine).storage_url == \
@@ -109,3 +110,32 @@ def test_the_package_list_names_every_package_and_ships_the_definitions() -> Non
     assert settings["package-dir"] == {"search.studies": "studies"}
     assert settings["package-data"]["search.studies"] == ["*.toml"]
     assert (REPO / "studies" / "__init__.py").is_file()
+
+
+def test_the_artifact_store_is_the_flag_then_the_variable_then_the_study_file(
+        empty_folder: Path, monkeypatch) -> None:
+    folder = empty_folder / "studies"
+    folder.mkdir()
+    (folder / "mine.toml").write_text(MINE + '\n[storage]\nartifacts = "s3://file-bucket/x"\n')
+    mine = definition.load("mine", folder)
+    assert mine.artifacts == "s3://file-bucket/x"
+
+    def located(**flags: str) -> str:
+        return options.make_options(mine, studies_dir=folder, **flags).locations.artifacts
+
+    assert located() == "s3://file-bucket/x"
+    monkeypatch.setenv(ARTIFACTS_VARIABLE, "s3://env-bucket/x")
+    assert located() == "s3://env-bucket/x"
+    assert located(artifacts="/mnt/flag") == "/mnt/flag"
+    monkeypatch.delenv(ARTIFACTS_VARIABLE)
+    # A reading tool given only --storage still finds the store the study file names.
+    url = "postgresql+psycopg://host/db"
+    assert locate_stored("mine", url, folder).artifacts == "s3://file-bucket/x"
+    assert locate_stored("mine", url, folder, "/mnt/flag").artifacts == "/mnt/flag"
+    assert locate_stored("gone", url, folder).artifacts == str(folder / "gone.artifacts")
+
+
+def test_a_bad_artifact_store_in_a_study_file_is_one_line() -> None:
+    with pytest.raises(SearchError) as raised:
+        definition.parse(MINE + "\n[storage]\nartifacts = 3\n", "mine", "mine.toml")
+    assert str(raised.value) == "mine.toml: 'storage.artifacts' must be str, not 3"

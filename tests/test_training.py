@@ -91,7 +91,7 @@ def test_resumed_from_a_checkpoint_ends_like_an_uninterrupted_run(slice_data, tm
     straight, straight_epochs = _train(compiled, slice_data, seed=0, epochs=2)
 
     first, first_epochs = _train(compiled, slice_data, seed=0, epochs=1)
-    store = CheckpointStore(tmp_path)
+    store = CheckpointStore(tmp_path, "study")
     name = f"learning_rate=0.001,batch_size={BATCH_SIZE},replicate=0"
     key = {"epochs": 2}
     store.save(name, CompiledPath.state(first), key, 1,

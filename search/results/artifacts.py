@@ -3,9 +3,9 @@
 optuna-dashboard draws one series per trial, so a trial's accuracy and loss cannot be seen
 together there. Every worker therefore attaches to every finished trial a PNG of its
 train/validation accuracy and loss, its history as CSV and its final model as a .keras file
-(Optuna artifacts, in a folder beside the study). The study's own note, with the table and
-the verdict, is ``search.results.note``'s. ``python -m search.dashboard --study mnist``
-serves the study and its files.
+(Optuna artifacts, in the study's artifact store: a folder or an S3 bucket). The study's
+own note, with the table and the verdict, is ``search.results.note``'s.
+``python -m search.dashboard --study mnist`` serves the study and its files.
 """
 
 from __future__ import annotations
@@ -18,12 +18,11 @@ from typing import TYPE_CHECKING
 
 import optuna
 import optuna_dashboard
-from optuna.artifacts import FileSystemArtifactStore, get_all_artifact_meta, upload_artifact
-from optuna.artifacts.exceptions import ArtifactNotFound
+from optuna.artifacts import get_all_artifact_meta, upload_artifact
 
-from search.errors import SearchError
+from search.errors import SearchError, StoreError
 from search.results import trial_figure
-from search.study import points
+from search.study import artifact_store, points
 from search.study.optuna_internals import study_id, trial_id
 from search.study.storage import Storage
 
@@ -33,27 +32,21 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-def open_store(root: Path) -> FileSystemArtifactStore:
-    root.mkdir(parents=True, exist_ok=True)
-    return FileSystemArtifactStore(root)
-
-
-def discard(storage: Storage, study_name: str, root: Path) -> None:
+def discard(storage: Storage, study_name: str, location: str) -> None:
     """Delete the files attached to a study's trials: ``--fresh`` drops the study next."""
     try:
         study = optuna.load_study(study_name=study_name, storage=storage.rdb)
     except KeyError:  # no such study: nothing is attached to it
         return
-    store = FileSystemArtifactStore(root)
+    store = artifact_store.open_store(location)
     for trial in study.get_trials(deepcopy=False):
         for meta in get_all_artifact_meta(trial, storage=storage.rdb):
-            try:
-                store.remove(meta.artifact_id)
-            except ArtifactNotFound:
-                continue
-            except OSError as error:  # nothing is deleted from the storage before this ends
-                raise SearchError(f"--fresh cannot delete the study's files in {root} "
-                                  f"({error.strerror}); make the folder writable") from None
+            try:  # nothing is deleted from the storage before this ends
+                with artifact_store.store_errors(location):
+                    artifact_store.remove(store, meta.artifact_id)
+            except StoreError as error:
+                raise SearchError(f"--fresh cannot delete the study's files: {error}") \
+                    from None
 
 
 def write_history(trial: optuna.Trial | optuna.trial.FrozenTrial, path: Path) -> Path:
@@ -79,8 +72,11 @@ class TrialArtifacts:
     trial's ``model_error`` attribute, which ``search.results.export`` repeats.
     """
 
-    def __init__(self, root: Path, metric: str = "val_accuracy", mnist: bool = True) -> None:
-        self.root = root
+    def __init__(self, location: str | Path, metric: str = "val_accuracy",
+                 mnist: bool = True) -> None:
+        self.location = location = str(location)
+        self.shown = artifact_store.display(location)
+        self.store = artifact_store.open_store(location)
         self.curves = trial_figure.TrialCurves(metric, mnist)
 
     def __call__(self, trial: optuna.Trial, model: keras.Model | None = None) -> None:
@@ -96,19 +92,19 @@ class TrialArtifacts:
         replicate = trial.user_attrs.get(points.REPLICATE, 0) + 1
         params = f"{points.format_params(trial.params)}, replicate {replicate}"
         try:
-            store = open_store(self.root)
-            with tempfile.TemporaryDirectory() as folder:
+            with tempfile.TemporaryDirectory() as folder, \
+                    artifact_store.store_errors(self.location):
                 stem = Path(folder) / f"trial-{trial.number}"
                 curves = self.curves.draw(trial, stem.with_name(stem.name + "-curves.png"),
                                           f"{trial.study.study_name}, trial #{trial.number}: "
                                           f"{params}")
                 history = write_history(trial, stem.with_name(stem.name + "-history.csv"))
                 curves_id, history_id = (
-                    upload_artifact(artifact_store=store, file_path=str(path),
+                    upload_artifact(artifact_store=self.store, file_path=str(path),
                                     study_or_trial=trial) for path in (curves, history))
-        except OSError as error:  # a full disk costs the figure, not the trained trial
+        except (OSError, StoreError) as error:  # a full disk costs the figure, not the trial
             logger.warning("trial %d: could not store its figures in %s: %s", trial.number,
-                           self.root, error)
+                           self.shown, error)
             return []
         link = _link(trial)
         return [f"![accuracy and loss]({link}/{curves_id})",
@@ -117,17 +113,18 @@ class TrialArtifacts:
     def _model(self, trial: optuna.Trial, model: keras.Model) -> list[str]:
         name = f"trial-{trial.number}-model.keras"
         try:
-            store = open_store(self.root)
-            with tempfile.TemporaryDirectory() as folder:
+            with tempfile.TemporaryDirectory() as folder, \
+                    artifact_store.store_errors(self.location):
                 model.save(Path(folder) / name)
-                artifact_id = upload_artifact(artifact_store=store,
+                artifact_id = upload_artifact(artifact_store=self.store,
                                               file_path=str(Path(folder) / name),
                                               study_or_trial=trial)
-        except OSError as error:  # the trial still completes; the export says why
+        except (OSError, StoreError) as error:  # the trial completes; the export says why
             logger.warning("trial %d: could not store its model in %s: %s", trial.number,
-                           self.root, error)
-            trial.set_user_attr(points.MODEL_ERROR, f"could not be stored in {self.root}: "
-                                                    f"{error.strerror or error}")
+                           self.shown, error)
+            reason = f"could not be stored in {self.shown}: {error.strerror or error}" \
+                if isinstance(error, OSError) else f"could not be stored: {error}"
+            trial.set_user_attr(points.MODEL_ERROR, reason)
             return []
         trial.set_user_attr(points.MODEL_ARTIFACT, artifact_id)
         return [f"[final model: {name}]({_link(trial)}/{artifact_id}) (open it with "

@@ -2,12 +2,12 @@
 mnist --export-model best.keras``, or from Python::
 
     from search.results import export
-    exported = export.export_best_model(study, "best.keras", artifact_dir)
+    exported = export.export_best_model(study, "best.keras", "studies/mnist.artifacts")
     print(exported.line())
     model = keras.models.load_model("best.keras")
 
 Every COMPLETE trial stored its final model as an Optuna artifact (``TrialArtifacts``); this
-copies one of them out, reading the storage and the artifact folder only.
+copies one of them out, reading the storage and the artifact store (a folder or S3) only.
 
 Which model: the best point is the verdict's (highest mean validation accuracy over its
 replicates). Of its replicates, the one exported is the **typical** one: the replicate whose
@@ -23,19 +23,16 @@ import contextlib
 import dataclasses
 import json
 import os
-import shutil
 import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.artifacts import FileSystemArtifactStore
-from optuna.artifacts.exceptions import ArtifactNotFound
 
 from search.errors import SearchError
 from search.results import table
-from search.study import points
+from search.study import artifact_store, points
 from search.study.points import format_params
 
 # Accuracies differ by at least one image in a validation set (1e-5 for 100,000 images);
@@ -124,21 +121,22 @@ def _artifact_id(trial: optuna.trial.FrozenTrial, name: str) -> str:
                       "study again with --fresh (or under a new name) to get one")
 
 
-def _copy_out(store: FileSystemArtifactStore, artifact_id: str, path: Path,
-              trial: optuna.trial.FrozenTrial, artifact_dir: Path) -> None:
+def _copy_out(location: str, artifact_id: str, path: Path,
+              trial: optuna.trial.FrozenTrial) -> None:
     """Write the artifact to ``path`` whole or not at all (a temporary file, renamed)."""
-    try:
-        reader = store.open_reader(artifact_id)
-    except ArtifactNotFound:
+    with artifact_store.store_errors(location):
+        data = artifact_store.get_bytes(artifact_store.open_store(location), artifact_id)
+    if data is None:
         raise SearchError(f"trial {trial.number}'s model (artifact {artifact_id}) is missing "
-                          f"from {artifact_dir}; was the folder moved or deleted? (pass the "
-                          "--storage and --studies-dir the study ran with)") from None
+                          f"from {artifact_store.display(location)}; was it moved or "
+                          "deleted? (pass the --storage, --artifacts and --studies-dir the "
+                          "study ran with)")
     temporary = None
     try:
-        with reader, tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.",
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.",
                                                  delete=False) as file:
             temporary = Path(file.name)
-            shutil.copyfileobj(reader, file)
+            file.write(data)
         os.replace(temporary, path)
     except OSError as error:
         if temporary is not None:
@@ -149,14 +147,15 @@ def _copy_out(store: FileSystemArtifactStore, artifact_id: str, path: Path,
 
 
 def export_best_model(study: optuna.Study, path: str | Path,
-                      artifact_dir: str | Path) -> ExportedModel:
+                      artifacts: str | Path) -> ExportedModel:
     """Write the best point's typical model (see the module docstring) to ``path``.
 
-    ``artifact_dir`` is the study's artifact folder (``search.study.lifecycle.artifact_root``:
-    ``studies/NAME.artifacts`` beside a SQLite file). Raises a one-line SearchError when no
-    trial is complete, the model was not stored or is gone, or ``path`` cannot be written.
+    ``artifacts`` is the study's artifact store (``Locations.artifacts``: a folder such as
+    ``studies/NAME.artifacts`` beside a SQLite file, or ``s3://bucket/prefix``). Raises a
+    one-line SearchError when no trial is complete, the model was not stored or is gone, the
+    store cannot be reached, or ``path`` cannot be written.
     """
-    path, artifact_dir = Path(path), Path(artifact_dir)
+    path = Path(path)
     best = table.verdict_of(study).best
     if best is None or best.mean is None:
         raise SearchError(f"study '{study.study_name}' has no complete trial yet: no model to "
@@ -165,7 +164,7 @@ def export_best_model(study: optuna.Study, path: str | Path,
     trial = _trial_of(study, best.params, replicate)
     artifact_id = _artifact_id(trial, f"{format_params(best.params)}, replicate "
                                       f"{replicate + 1}")
-    _copy_out(FileSystemArtifactStore(artifact_dir), artifact_id, path, trial, artifact_dir)
+    _copy_out(str(artifacts), artifact_id, path, trial)
     return ExportedModel(path, trial.number, dict(best.params), replicate, best.n,
                          best.validation[replicate], best.mean,
                          trial.user_attrs.get(points.TEST_ACCURACY),

@@ -27,7 +27,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from search.errors import SearchError
+from search.errors import SearchError, StoreError
+from search.locations import ARTIFACTS_VARIABLE, artifacts_location
 from search.study.store_objects import (
     FolderStore,
     PrefixedBoto3Store,
@@ -43,7 +44,6 @@ if TYPE_CHECKING:
 __all__ = ["ARTIFACTS_VARIABLE", "Location", "check", "display", "get_bytes", "open_store",
            "parse", "put_bytes", "remove", "remove_all", "resolve", "store_errors"]
 
-ARTIFACTS_VARIABLE = "SEARCH_ARTIFACTS"
 # boto3's defaults (60 s reads, up to 5 tries) would leave a run hanging for minutes on a
 # stopped server. With these a GET gives up after about ATTEMPTS x READ_TIMEOUT seconds and a
 # PUT after twice that (it waits for "100 Continue", then for the reply): 60 s at most.
@@ -70,7 +70,7 @@ class Location:
 def resolve(flag: str | None, study_file: str | None, default_folder: Path) -> str:
     """--artifacts, else $SEARCH_ARTIFACTS, else the study file's [storage] artifacts, else
     the folder beside the database (the caller's default), as for the database URL."""
-    return flag or os.environ.get(ARTIFACTS_VARIABLE) or study_file or str(default_folder)
+    return artifacts_location(flag, study_file, default_folder)
 
 
 def display(location: str) -> str:
@@ -198,9 +198,9 @@ def _errors() -> tuple[type[BaseException], ...]:
 
 @contextlib.contextmanager
 def store_errors(location: str) -> Iterator[None]:
-    """Turn store failures inside the block into one SearchError line naming the store."""
+    """Turn store failures inside the block into one StoreError line naming the store."""
     try:
         yield
     except _errors() as error:
-        raise SearchError(f"artifact store {display(location)}: "
+        raise StoreError(f"artifact store {display(location)}: "
                           f"{describe_error(error, location)}") from None

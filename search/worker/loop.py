@@ -20,7 +20,7 @@ import optuna
 import sqlalchemy
 from optuna.trial import FrozenTrial
 
-from search.errors import Interrupted, SearchError
+from search.errors import Interrupted, SearchError, StoreError
 from search.signals import held_interrupts, ignore_further_interrupts
 from search.study import claims, points
 from search.study.claim_table import HEARTBEAT_INTERVAL, current_owner
@@ -94,6 +94,13 @@ def work(storage: Storage, study: optuna.Study, trainer: UnitTrainer, *,
             on_trial_end(storage.rdb.get_trial(trial_id(claimed.trial)))
 
 
+def _machine_failed(storage: Storage, trial: optuna.Trial, why: str) -> None:
+    """A full disk or an unreachable store is not the trial's fault: the run stops and the
+    trial is marked interrupted, which costs the unit no attempt."""
+    with held_interrupts():
+        claims.mark_failed(storage, trial_id(trial), f"interrupted: {why}")
+
+
 def _train_and_record(storage: Storage, study: optuna.Study, trainer: UnitTrainer,
                       claimed: claims.Claimed) -> bool:
     """Train one claimed unit and record its outcome; False if another worker ended it."""
@@ -112,11 +119,13 @@ def _train_and_record(storage: Storage, study: optuna.Study, trainer: UnitTraine
         return False
     except _STORAGE_FAULTS:
         raise  # the storage itself failed: stop; the next run finds the trial dead
+    except StoreError:  # the last checkpoint stays: a rerun once the store is back resumes
+        _machine_failed(storage, trial, "the artifact store failed")
+        raise
     except OSError as error:
         if error.errno not in _ENVIRONMENT_ERRNOS:
             raise
-        # A full or read-only disk is not the trial's fault: stop, keep the attempt.
-        claims.mark_failed(storage, trial_id(trial), f"interrupted: {error.strerror}")
+        _machine_failed(storage, trial, error.strerror)
         raise SearchError(f"{error.filename or 'a checkpoint or artifact'}: "
                           f"{error.strerror}; fix that, then rerun to resume") from None
     except Exception as error:  # a failed trial must not stop the study

@@ -94,7 +94,8 @@ def work_here(options: RunOptions, storage: Storage, study: optuna.Study,
         path = FitPath(builder, dataset) if builder is not None \
             else CompiledPath(compiled, dataset)
         objective = Objective(options.definition, path,
-                              CheckpointStore(options.locations.checkpoints),
+                              CheckpointStore(options.locations.artifacts,
+                                              options.definition.name),
                               on_epoch=progress.epoch_end if progress else None,
                               on_finish=TrialArtifacts(options.locations.artifacts,
                                                        options.definition.metric,

@@ -1,0 +1,192 @@
+"""Machines that share only a PostgreSQL study and an S3 store: README's "Across machines".
+
+Each "machine" is a working folder of its own (with its own copy of the study file) and
+processes of its own; they share the database URL, the s3:// store and the AWS variables.
+A trial killed on the first continues on the second at epoch 3, and a third exports the
+model and serves a trial's figure. An unusable store is one line before any trial; a store
+that stops answering mid-study stops the run in one line, and a rerun continues.
+
+Needs PostgreSQL (SEARCH_TEST_POSTGRES_URL; see scripts/start_postgres.sh) and moto: without
+them these skip locally and fail in CI.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import sys
+import uuid
+import wsgiref.util
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.artifacts import get_all_artifact_meta
+from optuna.trial import TrialState
+
+from search import dashboard
+from search.study.optuna_internals import trial_id
+from tests.conftest import REPO, free_port, new_bucket, write_definition
+from tests.helpers import (
+    complete_by_params,
+    run_to_end,
+    running_after_epoch,
+    start_run,
+    trials,
+    wait_for,
+)
+
+pytestmark = pytest.mark.slow
+
+EPOCHS = 3
+
+
+@pytest.fixture
+def postgres_url() -> str:
+    url = os.environ.get("SEARCH_TEST_POSTGRES_URL")
+    if url:
+        return url
+    if os.environ.get("CI"):
+        pytest.fail("SEARCH_TEST_POSTGRES_URL is not set; .ci/run must start PostgreSQL")
+    pytest.skip("no PostgreSQL server: run scripts/start_postgres.sh and set "
+                "SEARCH_TEST_POSTGRES_URL")
+
+
+def machine(root: Path, study: str, artifacts: str,
+            learning_rates: tuple[float, ...] = (0.001,)) -> Path:
+    """A machine's studies folder: the same study file, naming the shared store."""
+    # Enough steps per epoch that the trial is still in epoch 3 when it is killed.
+    path = write_definition(root / "studies", study, learning_rates=learning_rates,
+                            batch_sizes=(16,),
+                            epochs=EPOCHS, train_size=20_000, validation_size=1000)
+    path.write_text(path.read_text() + f'\n[storage]\nartifacts = "{artifacts}"\n')
+    return root / "studies"
+
+
+def study_names(url: str) -> list[str]:
+    storage = optuna.storages.RDBStorage(url)
+    try:
+        return sorted(summary.study_name for summary in optuna.get_all_study_summaries(storage))
+    finally:
+        storage.engine.dispose()
+
+
+def test_a_trial_killed_on_one_machine_continues_on_another(
+        s3_env, postgres_url: str, tmp_path: Path, mnist_dir: Path) -> None:
+    name, straight = f"machines-{uuid.uuid4().hex[:8]}", f"straight-{uuid.uuid4().hex[:8]}"
+    store = f"s3://{new_bucket()}/team"
+    first = start_run(name, postgres_url, machine(tmp_path / "a", name, store),
+                      data_dir=mnist_dir)
+    victim = wait_for(running_after_epoch(name, postgres_url, 2), first)
+    first.send_signal(signal.SIGKILL)
+    first.communicate(timeout=60)
+    # Meanwhile (the second machine waits for the dead trial's heartbeat to go stale), an
+    # uninterrupted run of the same study under another name: the history to match.
+    reference = start_run(straight, postgres_url, machine(tmp_path / "d", straight, store),
+                          data_dir=mnist_dir)
+    second = run_to_end(name, postgres_url, machine(tmp_path / "b", name, store),
+                        data_dir=mnist_dir)
+    assert second.returncode == 0, second.stderr
+    _, reference_errors = reference.communicate(timeout=300)
+    assert reference.returncode == 0, reference_errors
+
+    (resumed,) = complete_by_params(name, postgres_url).values()
+    (uninterrupted,) = complete_by_params(straight, postgres_url).values()
+    assert resumed.params == victim.params
+    assert resumed.user_attrs.get("resumed_from_epoch") == 2, (
+        [(t.number, t.state, t.user_attrs.get("failure")) for t in trials(name, postgres_url)],
+        second.stderr[-3000:])
+    for metric, values in uninterrupted.user_attrs["history"].items():
+        assert resumed.user_attrs["history"][metric] == pytest.approx(values, abs=1e-6)
+    assert resumed.value == pytest.approx(uninterrupted.value, abs=1e-6)
+    assert [t.state for t in trials(name, postgres_url)] == [TrialState.FAIL,
+                                                              TrialState.COMPLETE]
+
+    reader = machine(tmp_path / "c", name, store)
+    report = subprocess.run(
+        [sys.executable, "-m", "search.report", "--study", name, "--storage", postgres_url,
+         "--studies-dir", str(reader), "--out", str(tmp_path / "c" / "reports"),
+         "--export-model", str(tmp_path / "c" / "best.keras")],
+        cwd=tmp_path / "c", capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PYTHONPATH": str(REPO)})  # this package, run from elsewhere
+    assert report.returncode == 0, report.stderr
+    assert f"exported trial {resumed.number}" in report.stdout
+    import keras
+
+    assert keras.saving.load_model(tmp_path / "c" / "best.keras").count_params() > 0
+    assert_the_dashboard_serves_the_figure(name, postgres_url, reader, resumed)
+
+
+def assert_the_dashboard_serves_the_figure(name: str, url: str, studies: Path,
+                                           trial: optuna.trial.FrozenTrial) -> None:
+    args = dashboard.build_parser().parse_args(
+        ["--study", name, "--storage", url, "--studies-dir", str(studies), "--port", "0"])
+    server, _ = dashboard.make_server(args)
+    storage = optuna.storages.RDBStorage(url)
+    try:
+        (figure,) = [meta for meta in get_all_artifact_meta(trial, storage=storage)
+                     if meta.filename.endswith("-curves.png")]
+        environ = {"PATH_INFO": f"/artifacts/{storage.get_study_id_from_name(name)}/"
+                                f"{trial_id(trial)}/{figure.artifact_id}",
+                   "REQUEST_METHOD": "GET", "wsgi.input": io.BytesIO()}
+        wsgiref.util.setup_testing_defaults(environ)
+        replies: list[str] = []
+        app = server.get_app()
+        body = b"".join(app(environ, lambda status, headers, *_: replies.append(status)))
+    finally:
+        server.server_close()
+        storage.engine.dispose()
+    assert replies == ["200 OK"] and body.startswith(b"\x89PNG")
+
+
+@pytest.mark.parametrize("fault", ["no such bucket", "endpoint refused"])
+def test_an_unusable_store_is_one_line_before_any_trial(
+        fault: str, s3_env, postgres_url: str, tmp_path: Path, mnist_dir: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    name = f"unusable-{uuid.uuid4().hex[:8]}"
+    store = f"s3://{new_bucket()}/team"
+    if fault == "no such bucket":
+        store, expected = f"s3://missing-{uuid.uuid4().hex[:8]}/team", "does not exist"
+    else:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
+        expected = "cannot connect"
+    before = study_names(postgres_url)
+    failed = run_to_end(name, postgres_url, machine(tmp_path, name, store),
+                        data_dir=mnist_dir, timeout=120)
+    assert failed.returncode == 1
+    lines = failed.stderr.strip().splitlines()
+    assert len(lines) == 1 and expected in lines[0] and store in lines[0], failed.stderr
+    assert "test-secret" not in failed.stderr
+    assert study_names(postgres_url) == before  # nothing stored
+
+
+def test_a_store_outage_stops_the_run_in_one_line_and_a_rerun_continues(
+        s3_server, s3_env, tmp_path: Path, mnist_dir: Path) -> None:
+    name, url = "outage", f"sqlite:///{tmp_path}/outage.db"
+    store = f"s3://{new_bucket()}/team"
+    studies = machine(tmp_path, name, store, learning_rates=(0.001, 0.01))
+    process = start_run(name, url, studies, data_dir=mnist_dir)
+    wait_for(running_after_epoch(name, url, 1, skip=1), process, timeout=300)
+    before = [(t.number, t.params, t.value, t.user_attrs) for t in trials(name, url)
+              if t.state == TrialState.COMPLETE]
+    os.kill(s3_server[1], signal.SIGSTOP)  # moto keeps its objects in memory: pause it
+    try:
+        _, stderr = process.communicate(timeout=180)
+    finally:
+        os.kill(s3_server[1], signal.SIGCONT)
+    assert process.returncode == 1, stderr
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: artifact store {store}: ") and "Traceback" not in stderr
+    after = trials(name, url)
+    assert [(t.number, t.params, t.value, t.user_attrs) for t in after
+            if t.state == TrialState.COMPLETE] == before == before[:1]
+    assert after[-1].user_attrs["failure"].startswith("interrupted")  # no attempt used
+
+    rerun = run_to_end(name, url, studies, data_dir=mnist_dir)
+    assert rerun.returncode == 0, rerun.stderr
+    complete = complete_by_params(name, url)
+    assert len(complete) == 2
+    resumed = complete[tuple(sorted(after[-1].params.items()))]
+    assert resumed.user_attrs["resumed_from_epoch"] >= 1
