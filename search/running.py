@@ -51,6 +51,9 @@ def run_study(study: str | definitions.StudyDefinition, *, storage_url: str | No
         else definitions.load(study, folder)
     if build is not None and definition.model is None:
         definition = dataclasses.replace(definition, model={"build": _name_of(build)})
+    if data is not None and definition.model is None:
+        raise SearchError("data given to run_study needs a model that takes it (build=, or a "
+                          "definition with [model]); the built-in MLP trains on MNIST only")
     options = make_options(definition, storage_url=storage_url, studies_dir=folder,
                            **settings)
     if options.workers > 1 and (data is not None or (build and not importable_name(build))):
@@ -85,13 +88,15 @@ def _prepare(options: RunOptions, build: Builder | None = None,
     """The study's data and builder: the one place a process loads them. With ``check``,
     a [model] study's builder and data are checked against each other first."""
     definition = options.definition
-    dataset = datasets.load(definition, options.data_dir, data)
     if definition.model is None:
-        return _Prepared(dataset)
-    from search.training import builders
+        return _Prepared(datasets.load(definition, options.data_dir))
     from search.worker import process
 
-    process.configure_threads(options.threads)  # before Keras builds anything here
+    # Before the user's modules import Keras: quietly, and with the run's threads.
+    process.configure_threads(options.threads)
+    from search.training import builders
+
+    dataset = datasets.load(definition, options.data_dir, data)
     builder = builders.builder_of(definition, build)
     if check:
         builders.check(definition, builder, dataset)
