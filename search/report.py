@@ -21,7 +21,7 @@ import optuna
 from search import cli
 from search.errors import SearchError
 from search.locations import locate_stored
-from search.results import figures, table
+from search.results import csv_files, figures, table
 from search.study.storage import load_for_reading, storage_errors
 
 
@@ -44,7 +44,8 @@ def _exports(study: optuna.Study, args: argparse.Namespace) -> list[tuple[Path, 
     files = []
     if args.csv is not None:
         trials_file = args.csv.with_name(args.csv.stem + ".trials.csv")
-        files += [(args.csv, table.to_csv(study)), (trials_file, table.trials_csv(study))]
+        files += [(args.csv, csv_files.to_csv(study)),
+                  (trials_file, csv_files.trials_csv(study))]
     if args.json is not None:
         files.append((args.json, table.to_json(study)))
     return files

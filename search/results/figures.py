@@ -20,9 +20,14 @@ import numpy as np  # noqa: E402
 import optuna  # noqa: E402
 from optuna.trial import FrozenTrial  # noqa: E402
 
-from search.results import grid_figure, plotting, wording  # noqa: E402
+from search.results import (  # noqa: E402
+    grid_figure,
+    plotting,
+    trial_figure,  # noqa: E402
+    wording,
+)
 from search.results.table import PointRow, objective_of, point_rows  # noqa: E402
-from search.results.trial_figure import ACCURACY_LABEL, EPOCH_LABEL, LOSS_LABEL  # noqa: E402
+from search.results.trial_figure import EPOCH_LABEL  # noqa: E402
 from search.study import points  # noqa: E402
 from search.study.points import format_params, format_value  # noqa: E402
 
@@ -43,18 +48,21 @@ def _epoch_axis(axis: plt.Axes, label: str) -> None:
     axis.grid(alpha=0.3)
 
 
-def plot_replicate_curves(trials: list[FrozenTrial], path: Path, title: str) -> Path:
-    """One grid point's replicates: each one's train (dashed) and validation (solid) accuracy
-    and loss thin, their means over the replicates thick."""
+def plot_replicate_curves(trials: list[FrozenTrial], path: Path, title: str,
+                          metric: str = "val_accuracy", mnist: bool = True) -> Path:
+    """One grid point's replicates: each one's train (dashed) and validation (solid) curves
+    of the objective's ``metric`` and of the loss thin, their means over the replicates
+    thick."""
     if not trials:
         raise ValueError("plot_replicate_curves needs at least one trial")
     ordered = sorted(trials, key=lambda trial: trial.user_attrs.get(points.REPLICATE, 0))
     histories = [trial.user_attrs[points.HISTORY] for trial in ordered]
     palette = matplotlib.colormaps["tab10"]
     single = len(histories) == 1  # one replicate is its own mean: draw it plainly
-    figure, axes = plt.subplots(1, 2, figsize=(12, 4.8), layout="constrained")
-    for axis, metric, label in zip(axes, ("accuracy", "loss"), (ACCURACY_LABEL, LOSS_LABEL),
-                                   strict=True):
+    panels = trial_figure.panels(metric, mnist)
+    figure, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.8),
+                                layout="constrained", squeeze=False)
+    for axis, (metric, label) in zip(axes[0], panels, strict=True):
         for index, (trial, history) in enumerate(zip(ordered, histories, strict=True)):
             epochs = np.arange(1, len(history[metric]) + 1)
             style = {"color": palette(index % 10), "linewidth": 2 if single else 1,
@@ -91,8 +99,10 @@ def _complete_trials(study: optuna.Study) -> dict[str, list[FrozenTrial]]:
 
 def plot_validation_overlay(study: optuna.Study, rows: list[PointRow], path: Path,
                             title: str) -> Path:
-    """Every point's mean validation accuracy per epoch over its finished replicates: colour
-    = first varying hyperparameter, line style = second, the best point thicker."""
+    """Every point's mean validation curve of the objective per epoch over its finished
+    replicates: colour = first varying hyperparameter, line style = second, the best point
+    thicker."""
+    metric = points.objective_of(study)[0]
     trials = _complete_trials(study)
     grid = points.stored_grid(study)
     # Each varying hyperparameter's values in the definition's order: its colours or styles.
@@ -106,15 +116,15 @@ def plot_validation_overlay(study: optuna.Study, rows: list[PointRow], path: Pat
         colour, style = ([levels[name].index(format_value(params[name])) for name in varying]
                          + [0, 0])[:2]
         curve = _mean_curve([trial.user_attrs[points.HISTORY]
-                             for trial in trials[points.canonical(params)]], "val_accuracy")
+                             for trial in trials[points.canonical(params)]], metric)
         axis.plot(np.arange(1, len(curve) + 1), curve, marker="o", markersize=3,
                   color=palette(colour % 10), linestyle=LINE_STYLES[style % 4],
                   linewidth=3 if row.best else 1.5,
                   label=f"{plotting.mean_and_std(row.summary.mean, row.summary.std)}  "
                         f"{format_params(params)}" + ("  (best)" if row.best else ""))
-    _epoch_axis(axis, f"validation {ACCURACY_LABEL}")
+    _epoch_axis(axis, wording.label(metric))
     axis.set_title(title)
-    figure.legend(title="last-epoch accuracy (mean ± std over replicates), grid point",
+    figure.legend(title=f"last-epoch {metric} (mean ± std over replicates), grid point",
                   fontsize=8, title_fontsize=8, loc="outside right upper")
     return plotting.save(figure, path)
 
@@ -127,17 +137,18 @@ def write_all(study: optuna.Study, out_dir: str | Path) -> list[Path]:
     rows, _ = point_rows(study)
     written = []
     best = next((row for row in rows if row.best), None)
+    maximize, metric = objective_of(study)
     if best is not None:
         trials = _complete_trials(study)[points.canonical(best.summary.params)]
         written.append(plot_replicate_curves(
             trials, out_dir / "best_point_curves.png",
-            f"{study.study_name}: best grid point {format_params(best.summary.params)}"))
-    maximize, metric = objective_of(study)
+            f"{study.study_name}: best grid point {format_params(best.summary.params)}",
+            metric, "model" not in study.user_attrs[points.BUDGET]))
     written.append(grid_figure.plot_heatmap(
         study.study_name, study.user_attrs[points.BUDGET]["search_space"], rows,
         out_dir / "heatmap.png", wording.label(metric), maximize))
     if any(row.summary.n for row in rows):
         written.append(plot_validation_overlay(
             study, rows, out_dir / "validation_curves.png",
-            f"{study.study_name}: mean validation accuracy per epoch of every grid point"))
+            f"{study.study_name}: mean {metric} per epoch of every grid point"))
     return written

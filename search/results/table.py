@@ -9,9 +9,7 @@ same).
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
 import json
 from typing import Any
 
@@ -50,15 +48,17 @@ def unit_rows(study: optuna.Study) -> list[points.UnitStatus]:
     return points.unit_status(study)
 
 
-def point_results(statuses: list[points.UnitStatus]) -> list[statistics.PointResult]:
-    """Each grid point's COMPLETE replicates, in grid order."""
+def point_results(statuses: list[points.UnitStatus],
+                  metric: str = points.DEFAULT_METRIC) -> list[statistics.PointResult]:
+    """Each grid point's COMPLETE replicates, in grid order, with their test scores of the
+    objective's ``metric``."""
     by_point: dict[int, statistics.PointResult] = {}
     for status in statuses:
         unit = status.unit
         result = by_point.setdefault(unit.point, statistics.PointResult(unit.params, {}, {}))
         if status.complete is not None:
             result.validation[unit.replicate] = status.complete.value
-            test = status.complete.user_attrs.get(points.TEST_ACCURACY)
+            test = points.test_score(status.complete, metric)
             if test is not None:
                 result.test[unit.replicate] = test
     return [by_point[point] for point in sorted(by_point)]
@@ -78,7 +78,7 @@ def _judged(study: optuna.Study, results: list[statistics.PointResult]
 
 
 def verdict_of(study: optuna.Study) -> Verdict:
-    return _judged(study, point_results(unit_rows(study)))[1]
+    return _judged(study, point_results(unit_rows(study), points.objective_of(study)[0]))[1]
 
 
 def point_rows(study: optuna.Study) -> tuple[list[PointRow], Verdict]:
@@ -89,7 +89,7 @@ def point_rows(study: optuna.Study) -> tuple[list[PointRow], Verdict]:
     states: dict[str, list[str]] = {}
     for status in statuses:
         states.setdefault(points.canonical(status.unit.params), []).append(status.state(limit))
-    summaries, verdict = _judged(study, point_results(statuses))
+    summaries, verdict = _judged(study, point_results(statuses, points.objective_of(study)[0]))
     marks = {points.canonical(entry.params): CONTENDER for entry in verdict.contenders}
     marks |= {points.canonical(entry.params): RULED_OUT for entry in verdict.ruled_out}
     if verdict.best is not None:
@@ -175,36 +175,6 @@ def markdown(study: optuna.Study) -> str:
     return "\n".join(lines)
 
 
-def to_csv(study: optuna.Study) -> str:
-    data = records(point_rows(study)[0])
-    buffer = io.StringIO()
-    if data:
-        writer = csv.DictWriter(buffer, fieldnames=list(data[0]))
-        writer.writeheader()
-        writer.writerows(data)
-    return buffer.getvalue()
-
-
-def trials_csv(study: optuna.Study) -> str:
-    """One row per unit: its replicate, state, trial and numbers."""
-    limit = points.max_attempts(study)
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    statuses = unit_rows(study)
-    names = list(statuses[0].unit.params) if statuses else []
-    writer.writerow([*names, "replicate", "state", "trial", "val_accuracy", points.BEST_EPOCH,
-                     points.TEST_ACCURACY, points.SECONDS])
-    for status in statuses:
-        trial = status.complete or status.running
-        attrs = trial.user_attrs if trial else {}
-        writer.writerow([*(format_value(status.unit.params[n]) for n in names),
-                         status.unit.replicate, status.state(limit),
-                         trial.number if trial else "", status.complete.value
-                         if status.complete else "", attrs.get(points.BEST_EPOCH, ""),
-                         attrs.get(points.TEST_ACCURACY, ""), attrs.get(points.SECONDS, "")])
-    return buffer.getvalue()
-
-
 def to_json(study: optuna.Study) -> str:
     """``{"points": [...], "verdict": {...}}``: the contract other tools read. ``pairs`` is
     the same list under its old name, kept for one release."""
@@ -213,3 +183,4 @@ def to_json(study: optuna.Study) -> str:
               "verdict": row.mark} for row in rows]
     return json.dumps({"study": study.study_name, "points": found, "pairs": found,
                        "verdict": verdict.to_json()}, indent=2)
+

@@ -177,6 +177,19 @@ def objective_of(study: optuna.Study) -> tuple[str, str]:
     return metric, study.direction.name.lower()
 
 
+def test_name(metric: str) -> str:
+    """The test-set counterpart of a validation metric: val_loss -> test_loss."""
+    return "test_" + metric.removeprefix("val_")
+
+
+def test_score(trial: FrozenTrial, metric: str) -> float | None:
+    """The trial's test score of the objective's metric, if it has one (recorded only)."""
+    score = trial.user_attrs.get(TEST_SCORES, {}).get(test_name(metric))
+    if score is None and metric == DEFAULT_METRIC:  # trials from before TEST_SCORES
+        score = trial.user_attrs.get(TEST_ACCURACY)
+    return score
+
+
 def max_attempts(study: optuna.Study) -> int:
     return study.user_attrs.get(MAX_ATTEMPTS, DEFAULT_MAX_ATTEMPTS)
 
