@@ -5,11 +5,12 @@ and each worker process (``python -m search.worker``) call it, and none repeats 
     >>> result = search.run_study("mnist", quick=True, data_dir="../shared/mnist")
     >>> result.complete, result.best.params
 
-``run`` opens the storage, checks the definition against the stored study (or creates it
-once the data loads), loads the data once, trains the units here or in ``workers``
-processes, keeps the dashboard's note current and returns a ``StudyResult``. It raises
-``SearchError`` (one line) on bad input and ``Interrupted`` on Ctrl-C, with the interrupted
-trial's checkpoint kept for the rerun.
+``run`` opens the storage and the artifact store, checks the definition against the stored
+study (or creates it once the data loads), loads the data and the builder once and checks
+them against each other, trains the units here or in ``workers`` processes, keeps the
+dashboard's note current and returns a ``StudyResult``. It raises ``SearchError`` (one
+line) on bad input and ``Interrupted`` on Ctrl-C, with the interrupted trial's checkpoint
+kept for the rerun.
 """
 
 from __future__ import annotations
@@ -85,8 +86,9 @@ class _Prepared:
 
 def _prepare(options: RunOptions, build: Builder | None = None,
              data: Mapping[str, Any] | None = None, check: bool = True) -> _Prepared:
-    """The study's data and builder: the one place a process loads them. With ``check``,
-    a [model] study's builder and data are checked against each other first."""
+    """The study's data and builder: the one place a process loads them. With ``check``
+    (the process that starts a run), a [model] study's builder and data are checked against
+    each other and fingerprinted."""
     definition = options.definition
     if definition.model is None:
         return _Prepared(datasets.load(definition, options.data_dir))
@@ -98,8 +100,9 @@ def _prepare(options: RunOptions, build: Builder | None = None,
 
     dataset = datasets.load(definition, options.data_dir, data)
     builder = builders.builder_of(definition, build)
-    if check:
-        builders.check(definition, builder, dataset)
+    if not check:
+        return _Prepared(dataset, builder)
+    builders.check(definition, builder, dataset)
     return _Prepared(dataset, builder, {"model": builders.fingerprint(definition, builder),
                                         "data": datasets.fingerprint(dataset)})
 
