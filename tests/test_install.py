@@ -40,7 +40,7 @@ def _copy_source(target: Path) -> Path:
     shutil.copytree(REPO / "search", target / "search",
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     (target / "studies").mkdir()
-    for path in [REPO / "studies" / "__init__.py", *(REPO / "studies").glob("*.toml")]:
+    for path in [*(REPO / "studies").glob("*.py"), *(REPO / "studies").glob("*.toml")]:
         shutil.copy2(path, target / "studies" / path.name)
     (target / "studies" / "planted.db").write_bytes(b"SQLite format 3\x00")
     (target / "studies" / "planted.artifacts").mkdir()

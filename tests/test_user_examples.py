@@ -76,7 +76,8 @@ def test_regression_loader_and_builder(study) -> None:
     again = userdata.check_data(load(train_size=300, test_size=50), "data.load")
     assert userdata.fingerprint_arrays(given) == userdata.fingerprint_arrays(again)
     assert given.x_train.dtype == np.float32 and given.y_train.shape == (300,)
-    data = userdata.hold_out(given, validation_size=100, seed=document["training"]["seed"])
+    data = userdata.hold_out(given, validation_size=100,
+                             seed=document["training"].get("seed", 0))
     keras.utils.set_random_seed(0)
     model = build(**_first_point(document))
     names = fit_path.probe(model, data, "test")

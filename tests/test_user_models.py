@@ -134,7 +134,7 @@ def test_a_model_with_batch_norm_and_dropout_killed_after_epoch_1_resumes_exactl
     assert run_to_end("kill", straight, studies, data_dir=mnist_dir).returncode == 0
     [resumed] = complete_by_params("kill", killed).values()
     [uninterrupted] = complete_by_params("kill", straight).values()
-    assert 1 <= resumed.user_attrs["resumed_from_epoch"] < 3
+    assert resumed.user_attrs["resumed_from_epoch"] >= 1  # never from the start
     assert resumed.user_attrs["history"] == uninterrupted.user_attrs["history"]
     assert resumed.value == uninterrupted.value
     assert resumed.user_attrs["test_scores"] == uninterrupted.user_attrs["test_scores"]

@@ -117,6 +117,9 @@ class Objective:
             running.history, running.epoch_seconds = restored.history, restored.epoch_seconds
             for epoch, value in enumerate(restored.history[self.definition.metric], start=1):
                 trial.report(value, step=epoch)
+            # Recorded now: a trial killed after its last epoch's checkpoint trains no more.
+            trial.set_user_attr(points.HISTORY, restored.history)
+            trial.set_user_attr(points.EPOCHS_DONE, restored.epochs_done)
             trial.set_user_attr(points.RESUMED_FROM_EPOCH, restored.epochs_done)
             logger.info("trial %d resumes %s after epoch %d", trial.number,
                         running.checkpoint, restored.epochs_done)
