@@ -40,7 +40,9 @@ from tests.helpers import (
 
 pytestmark = pytest.mark.slow
 
-EPOCHS = 4  # killed after epoch 2: two more to go, so the kill lands mid-trial
+# Killed once epoch 2 is reported; the MLP's compiled epochs are short, so many more are
+# left for the kill to land in.
+EPOCHS = 30
 
 
 @pytest.fixture
@@ -95,9 +97,9 @@ def test_a_trial_killed_on_one_machine_continues_on_another(
     (resumed,) = complete_by_params(name, postgres_url).values()
     (uninterrupted,) = complete_by_params(straight, postgres_url).values()
     assert resumed.params == victim.params
-    # Killed once epoch 2 was reported: it continues from there (or, should the kill have
-    # landed a moment later, from epoch 3's checkpoint), never from the start.
-    assert resumed.user_attrs.get("resumed_from_epoch") in (2, 3), (
+    # Killed once epoch 2 was reported: it continues from the last epoch the first machine
+    # finished (2, or a few later: the kill takes a moment to land), never from the start.
+    assert 2 <= resumed.user_attrs.get("resumed_from_epoch", 0) < EPOCHS, (
         [(t.number, t.state, t.user_attrs.get("failure")) for t in trials(name, postgres_url)],
         second.stderr[-3000:])
     for metric, values in uninterrupted.user_attrs["history"].items():
