@@ -151,7 +151,8 @@ def estimate(values: np.ndarray, pool: bool = True) -> Pairs:
     if p_value is not None and p_value >= SPREAD_CHECK_ALPHA:
         return _pooled(model, p_value, not np.isnan(values).any())
     if p_value is not None:
-        why = (f"equal spreads not shown: Bartlett p = {p_value:.2f} < "
+        # Three decimals: 0.4996 must not read as 0.50 beside "< 0.5".
+        why = (f"equal spreads not shown: Bartlett p = {p_value:.3f} < "
                f"{SPREAD_CHECK_ALPHA:g}")
     else:
         why = "their spreads cannot be compared with fewer than 3 replicates"
