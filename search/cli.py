@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from search import signals
+from search import definition, signals
 from search.errors import Interrupted, SearchError
 
 # Before TensorFlow is imported anywhere: keep its C++ start-up chatter off the terminal.
@@ -30,11 +30,11 @@ class Parser(argparse.ArgumentParser):
 
 def add_study_flags(parser: argparse.ArgumentParser, verb: str) -> None:
     """--study, --storage and --studies-dir, which every command reads the same way."""
+    shipped = ", ".join(definition.known()[1])
     parser.add_argument("--study", required=True, metavar="NAME",
                         help=f"the study to {verb}: NAME.toml in the studies folder, else a "
-                             "shipped one (mnist, mnist-smoke, mnist-width-dropout); "
-                             "NAME-quick and NAME-epochsN name the studies --quick and "
-                             "--epochs made")
+                             f"shipped one ({shipped}); NAME-quick and NAME-epochsN name the "
+                             "studies --quick and --epochs made")
     parser.add_argument("--storage", metavar="URL",
                         help="SQLAlchemy database URL (default: $OPTUNA_STORAGE, else the "
                              "definition's [storage] url, else the SQLite file NAME.db in the "

@@ -55,6 +55,12 @@ def load(definition: StudyDefinition, data_dir: str | None = None,
         return _mnist(definition, data_dir)
     arrays = _user_arrays(definition, data_dir, given)
     if arrays.x_valid is None:
+        count = userdata.length(arrays.x_train)
+        if not 0 < definition.validation_size < count:
+            raise SearchError(f"{definition.where('training.validation_size')}: "
+                              f"{definition.validation_size} must lie in 1..{count - 1}, to "
+                              f"hold out of the data's {count} training samples (it gives no "
+                              "x_valid)")
         return userdata.hold_out(arrays, definition.validation_size, definition.seed,
                                  definition.train_size)
     if definition.train_size is not None:

@@ -24,6 +24,8 @@ from search.errors import SearchError
 
 _IDENTIFIERS = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
+# An array's printout inside an error message (Keras prints the input it refused).
+_ARRAY_DUMP = re.compile(r"\[[\d\s.,eE+\-\[\]]{20,}\]")
 LONGEST_MESSAGE = 300  # characters of an exception's text kept in a one-line error
 _STUDY_FOLDERS: set[Path] = set()  # folders import_attribute put on the path, this process
 
@@ -32,7 +34,7 @@ def describe_error(error: BaseException) -> str:
     """``Type: message`` on one line. Keras wraps a layer's error in a frame ("Exception
     encountered when calling ...", "Arguments received by ...") that only hides it: dropped."""
     lines = []
-    for line in _ANSI.sub("", str(error)).splitlines():
+    for line in _ARRAY_DUMP.sub("[...]", _ANSI.sub("", str(error))).splitlines():
         line = line.strip()
         if line.startswith("Arguments received by"):
             break
