@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import optuna
+import pytest
 from optuna.trial import FrozenTrial, TrialState
 
 REPO = Path(__file__).resolve().parent.parent
@@ -98,3 +99,14 @@ def complete_by_params(study: str, storage_url: str) -> dict[tuple, FrozenTrial]
             assert key not in result, f"grid point {key} completed twice"
             result[key] = trial
     return result
+
+
+def postgres_url_or_skip() -> str:
+    """The test PostgreSQL server's URL; without one a test skips here and fails in CI."""
+    url = os.environ.get("SEARCH_TEST_POSTGRES_URL")
+    if url:
+        return url
+    if os.environ.get("CI"):
+        pytest.fail("SEARCH_TEST_POSTGRES_URL is not set; .ci/run must start PostgreSQL")
+    pytest.skip("no PostgreSQL server: run scripts/start_postgres.sh and set "
+                "SEARCH_TEST_POSTGRES_URL")

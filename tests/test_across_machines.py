@@ -31,6 +31,7 @@ from search.study.optuna_internals import trial_id
 from tests.conftest import REPO, free_port, new_bucket, write_definition
 from tests.helpers import (
     complete_by_params,
+    postgres_url_or_skip,
     run_to_end,
     running_after_epoch,
     start_run,
@@ -47,13 +48,7 @@ EPOCHS = 30
 
 @pytest.fixture
 def postgres_url() -> str:
-    url = os.environ.get("SEARCH_TEST_POSTGRES_URL")
-    if url:
-        return url
-    if os.environ.get("CI"):
-        pytest.fail("SEARCH_TEST_POSTGRES_URL is not set; .ci/run must start PostgreSQL")
-    pytest.skip("no PostgreSQL server: run scripts/start_postgres.sh and set "
-                "SEARCH_TEST_POSTGRES_URL")
+    return postgres_url_or_skip()
 
 
 def machine(root: Path, study: str, artifacts: str,

@@ -23,27 +23,24 @@ from optuna.trial import TrialState
 
 from search.study.storage import open_storage
 from tests.conftest import REPO, write_definition
-from tests.helpers import complete_by_params, run_to_end, start_run, trials, wait_for
+from tests.helpers import (
+    complete_by_params,
+    postgres_url_or_skip,
+    run_to_end,
+    start_run,
+    trials,
+    wait_for,
+)
 
 pytestmark = pytest.mark.slow
 
-POSTGRES_URL = os.environ.get("SEARCH_TEST_POSTGRES_URL")
-
-
-def _postgres_or_skip() -> str:
-    if POSTGRES_URL:
-        return POSTGRES_URL
-    if os.environ.get("CI"):
-        pytest.fail("SEARCH_TEST_POSTGRES_URL is not set; .ci/run must start PostgreSQL")
-    pytest.skip("no PostgreSQL server: run scripts/start_postgres.sh and set "
-                "SEARCH_TEST_POSTGRES_URL")
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def storage_url(request, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path}/workers.db"
-    return _postgres_or_skip()
+    return postgres_url_or_skip()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -52,7 +49,7 @@ def new_database_url(request, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path}/new.db"
         return
-    server = sqlalchemy.engine.make_url(_postgres_or_skip())
+    server = sqlalchemy.engine.make_url(postgres_url_or_skip())
     name = f"search_{uuid.uuid4().hex[:8]}"
     admin = sqlalchemy.create_engine(server, isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
