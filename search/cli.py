@@ -60,21 +60,25 @@ def setup_logging(verbose: bool) -> None:
 def handle_signals_and_errors(action: Callable[[], int], verbose: bool) -> int:
     """Run ``action``; a SearchError is one line and exit 1, an interruption exit 130."""
     setup_logging(verbose)
-    signals.sigterm_as_interrupt()
-    try:
-        return action()
-    except SearchError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    except Interrupted as stop:
-        if stop.trial_number is not None:
-            print(f"interrupted: trial {stop.trial_number} ({stop.params}) stopped after "
-                  f"epoch {stop.epochs_done}; its checkpoint is kept. Run the same command "
-                  "to resume.", file=sys.stderr)
-        else:
+    with signals.interrupts_noted():
+        try:
+            return action()
+        except SearchError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
+        except Interrupted as stop:
+            _say_interrupted(stop)
+            return 130
+        except KeyboardInterrupt:
+            signals.ignore_further_interrupts()
             print(RESUME_HINT, file=sys.stderr)
-        return 130
-    except KeyboardInterrupt:
-        signals.ignore_further_interrupts()
+            return 130
+
+
+def _say_interrupted(stop: Interrupted) -> None:
+    if stop.trial_number is not None:
+        print(f"interrupted: trial {stop.trial_number} ({stop.params}) stopped after "
+              f"epoch {stop.epochs_done}; its checkpoint is kept. Run the same command "
+              "to resume.", file=sys.stderr)
+    else:
         print(RESUME_HINT, file=sys.stderr)
-        return 130

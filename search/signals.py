@@ -1,5 +1,11 @@
 """How Ctrl-C and SIGTERM reach a run: as KeyboardInterrupt, held back while a trial's
-outcome is written, ignored once the run is already stopping."""
+outcome is written, ignored once the run is already stopping.
+
+Python raises a signal's exception wherever the main thread happens to be, and where that
+is a finalizer (``__del__``: TensorFlow's objects have them) the exception is printed and
+dropped. So the commands also note the interrupt, and the worker checks the note at safe
+points (``raise_if_interrupted``: each epoch's end, each claim): a Ctrl-C is never lost.
+"""
 
 from __future__ import annotations
 
@@ -13,12 +19,30 @@ def _in_main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
-def _on_sigterm(signum: int, frame: object) -> None:
+_interrupted = threading.Event()
+
+
+def _on_interrupt(signum: int, frame: object) -> None:
+    _interrupted.set()
     raise KeyboardInterrupt  # a terminated run is recorded like Ctrl-C: resumable
 
 
-def sigterm_as_interrupt() -> None:
-    signal.signal(signal.SIGTERM, _on_sigterm)
+@contextlib.contextmanager
+def interrupts_noted() -> Iterator[None]:
+    """While a command runs, Ctrl-C and SIGTERM raise KeyboardInterrupt and are noted."""
+    _interrupted.clear()
+    for number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(number, _on_interrupt)
+    try:
+        yield
+    finally:
+        _interrupted.clear()  # the next run in this process starts uninterrupted
+
+
+def raise_if_interrupted() -> None:
+    """Raise KeyboardInterrupt if an interrupt came whose exception was dropped."""
+    if _interrupted.is_set():
+        raise KeyboardInterrupt
 
 
 @contextlib.contextmanager
@@ -37,6 +61,7 @@ def held_interrupts() -> Iterator[None]:
         for number, handler in previous.items():
             signal.signal(number, handler)
     if received:
+        _interrupted.set()
         raise KeyboardInterrupt
 
 

@@ -21,7 +21,7 @@ import sqlalchemy
 from optuna.trial import FrozenTrial
 
 from search.errors import Interrupted, SearchError, StoreError
-from search.signals import held_interrupts, ignore_further_interrupts
+from search.signals import held_interrupts, ignore_further_interrupts, raise_if_interrupted
 from search.study import claims, points
 from search.study.claim_table import HEARTBEAT_INTERVAL, current_owner
 from search.study.optuna_internals import trial_id
@@ -82,6 +82,7 @@ def work(storage: Storage, study: optuna.Study, trainer: UnitTrainer, *,
     """
     owner = current_owner()
     while True:
+        raise_if_interrupted()
         claimed = claims.claim(study, storage, owner)
         if claimed is None:
             if not _unfinished(study):

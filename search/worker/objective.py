@@ -22,6 +22,7 @@ import optuna
 import tensorflow as tf
 
 from search.definition import StudyDefinition
+from search.signals import raise_if_interrupted
 from search.study import points
 from search.study.points import Unit
 from search.training.checkpoints import CheckpointStore
@@ -67,6 +68,7 @@ class _TrialCallback(keras.callbacks.Callback):
         self._started = time.perf_counter()
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        raise_if_interrupted()  # one whose exception a finalizer dropped stops here
         logs = {key: float(value) for key, value in (logs or {}).items()}
         if not math.isfinite(logs.get("loss", math.nan)):
             raise TrainingDiverged(f"loss became {logs.get('loss')} in epoch {epoch + 1}")

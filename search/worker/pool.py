@@ -19,6 +19,7 @@ import optuna
 from optuna.trial import TrialState
 
 from search.options import RunOptions
+from search.signals import raise_if_interrupted
 from search.study import points
 from search.study.points import format_params
 from search.worker.progress import format_seconds
@@ -122,6 +123,7 @@ def work_in_processes(options: RunOptions, study: optuna.Study,
         monitor = StudyMonitor(study, options.show_progress, on_trial_end)
         # poll() every worker each round (no short-circuit): it also reaps the dead ones.
         while [worker.poll() for worker in workers].count(None):
+            raise_if_interrupted()
             monitor.poll()
             time.sleep(WATCH_SECONDS)
         monitor.poll()
