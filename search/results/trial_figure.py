@@ -43,7 +43,8 @@ class TrialCurves:
         self._objective = metric
 
     def _build(self, epochs: int) -> None:
-        self._figure = matplotlib.figure.Figure(figsize=(5.5 * len(self._panels) + 0.5, 4.2))
+        # Wide enough for the title with one panel too (an objective that is the loss).
+        self._figure = matplotlib.figure.Figure(figsize=(max(9.0, 5.5 * len(self._panels)), 4.2))
         self._figure.subplots_adjust(left=0.075, right=0.99, bottom=0.12, top=0.84, wspace=0.24)
         self._axes = dict(zip((metric for metric, _ in self._panels),
                               np.atleast_1d(self._figure.subplots(1, len(self._panels))),
