@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 import os
 import platform
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -20,11 +22,9 @@ from search.data import Dataset
 from search.definition import StudyDefinition
 from search.study import points
 from search.study.storage import load_for_reading
+from search.userdata import UserData
 
 REPO = Path(__file__).resolve().parent.parent
-IMAGE_SIZE = 28 * 28
-CLASSES = 10
-TEST_IMAGES = 10_000
 
 
 def machine() -> str:
@@ -49,23 +49,37 @@ def gemm_rate(size: int = 4096, repeats: int = 10) -> float:
     return 2 * size**3 * repeats / (time.perf_counter() - started)
 
 
-def _layers(point: dict, definition: StudyDefinition) -> list[int]:
-    hidden = point.get("hidden_units", definition.hidden_units)
-    if isinstance(hidden, str):  # "128-64", as the grid stores it
-        hidden = [int(units) for units in hidden.split("-")]
-    return [IMAGE_SIZE, *hidden, CLASSES]
+def forward_flops(model: object) -> float:
+    """Multiply-adds x 2 of one sample's forward pass through the model's dense and 2-D
+    convolution layers (the rest is small beside them)."""
+    import keras
+
+    from search.training.path_choice import layers_of
+
+    total = 0.0
+    for layer in layers_of(model):
+        if isinstance(layer, keras.layers.Dense):
+            total += 2 * math.prod(layer.kernel.shape)
+        elif isinstance(layer, keras.layers.Conv2D):
+            _, height, width, _ = layer.output.shape
+            total += 2 * height * width * math.prod(layer.kernel.shape)
+    return total
 
 
 def study_flops(definition: StudyDefinition, sizes: dict[str, int]) -> float:
-    """Multiply-adds x 2 of every trial: 3 passes (forward, two backward) per training image
-    and epoch, one forward pass per validation image and epoch and per test image."""
-    total = 0.0
+    """The arithmetic of every trial: 3 passes (forward, two backward) per training sample
+    and epoch, one forward pass per validation sample and epoch and per test sample."""
+    import keras
+
+    from search.training.builders import builder_of
+
+    builder, total = builder_of(definition), 0.0
     for point in definition.grid:
-        layers = _layers(point, definition)
-        products = sum(a * b for a, b in zip(layers, layers[1:], strict=False))
-        images = 3 * sizes["train"] * definition.epochs \
-            + sizes["valid"] * definition.epochs + TEST_IMAGES
-        total += 2 * products * images
+        keras.backend.clear_session()
+        samples = 3 * sizes["train"] * definition.epochs \
+            + sizes["valid"] * definition.epochs + sizes.get("test", 0)
+        total += forward_flops(builder(**definition.model_arguments(point))) * samples
+    keras.backend.clear_session()
     return total * definition.repeats
 
 
@@ -122,6 +136,9 @@ def run_service(definition: StudyDefinition, text: str, folder: Path, workers: s
                 data_dir: str | None) -> ServiceRun:
     """``python -m search.run`` on a fresh SQLite file, as a user runs it."""
     (folder / f"{definition.name}.toml").write_text(text)
+    if definition.folder:  # a [model] study's builder module lies beside its file
+        for module in Path(definition.folder).glob("*.py"):
+            shutil.copy(module, folder)
     url = f"sqlite:///{folder}/{definition.name}.db"
     command = [sys.executable, "-m", "search.run", "--study", definition.name,
                "--studies-dir", str(folder), "--storage", url, "--workers", workers]
@@ -191,26 +208,28 @@ class PlainRun:
 TUNED_FIT = {"jit_compile": True, "steps_per_execution": 32}
 
 
-def run_plain(definition: StudyDefinition, data: Dataset,
+def run_plain(definition: StudyDefinition, data: Dataset | UserData,
               compile_settings: dict | None = None) -> PlainRun:
-    """Replicate 0 of each point as the tutorials train it: ``model.fit`` on numpy arrays;
-    with ``compile_settings`` (``TUNED_FIT``) the model is compiled again with them."""
+    """Replicate 0 of each point as the tutorials train it: ``model.fit`` on numpy arrays
+    with TensorFlow's default threads; with ``compile_settings`` (``TUNED_FIT``) the model
+    is compiled again with them."""
     import keras
 
-    from search.training.model import build_model
+    from search.training.builders import builder_of
 
-    accuracy = {}
+    builder, accuracy = builder_of(definition), {}
     started = time.perf_counter()
     for point in definition.grid:
         keras.backend.clear_session()
         keras.utils.set_random_seed(definition.seed_for(0))
-        model = build_model(**definition.model_arguments(point))
+        model = builder(**definition.model_arguments(point))
         if compile_settings:
             model.compile(optimizer=model.optimizer, loss=model.loss, metrics=["accuracy"],
                           **compile_settings)
-        history = model.fit(data.x_train, data.y_train, batch_size=point["batch_size"],
+        history = model.fit(data.x_train, data.y_train,
+                            batch_size=definition.batch_size_at(point),
                             epochs=definition.epochs, verbose=0,
                             validation_data=(data.x_valid, data.y_valid))
         model.evaluate(data.x_test, data.y_test, verbose=0)  # as the service does
-        accuracy[_label(point)] = history.history["val_accuracy"][-1]
+        accuracy[_label(point)] = history.history[definition.metric][-1]
     return PlainRun(time.perf_counter() - started, accuracy)

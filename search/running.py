@@ -82,6 +82,12 @@ class _Prepared:
     dataset: Any
     builder: Builder | None = None  # None: the built-in MLP
     fingerprints: dict[str, str] = dataclasses.field(default_factory=dict)
+    paths: dict[str, dict[str, str]] = dataclasses.field(default_factory=lambda: _MLP_PATHS)
+
+
+# The built-in MLP's path is its own (search.training.compiled), chosen without building it.
+_MLP_PATHS = {"mlp": {"path": "compiled", "layers": "the built-in MLP",
+                      "why": "its own whole-epoch XLA loop"}}
 
 
 def _prepare(options: RunOptions, build: Builder | None = None,
@@ -104,7 +110,8 @@ def _prepare(options: RunOptions, build: Builder | None = None,
         return _Prepared(dataset, builder)
     builders.check(definition, builder, dataset)
     return _Prepared(dataset, builder, {"model": builders.fingerprint(definition, builder),
-                                        "data": datasets.fingerprint(dataset)})
+                                        "data": datasets.fingerprint(dataset)},
+                     builders.paths(definition, builder))
 
 
 def _start_over(options: RunOptions, storage: Storage) -> None:
@@ -166,6 +173,10 @@ def run(options: RunOptions, build: Builder | None = None,
         with storage_errors(storage.url):
             lifecycle.record_fingerprints(study, prepared.fingerprints,
                                           f"study '{name}' in {storage.display_url}")
+            paths = lifecycle.record_paths(study, prepared.paths)
+        for choice in paths.values():
+            _say(options, f"training path: {choice['path']} for {choice['layers']} "
+                          f"({choice['why']}){'; as recorded' if 'recorded' in choice else ''}")
         failures = _train(options, storage, study, prepared)
     with storage_errors(storage.url):
         final = optuna.load_study(study_name=name, storage=storage.rdb)

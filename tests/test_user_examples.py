@@ -18,7 +18,7 @@ import pytest
 import tensorflow as tf
 
 from search import usercode, userdata
-from search.training import fit_path
+from search.training import user_model
 
 pytestmark = pytest.mark.slow  # trains real (tiny) models
 
@@ -63,9 +63,9 @@ def test_convnet_trains_on_mnist_shaped_data(study) -> None:
     data = userdata.hold_out(data, validation_size=16, seed=0)
     keras.utils.set_random_seed(0)
     model = build(**_first_point(document))
-    names = fit_path.probe(model, data, "test")
-    fit_path.check_metric(document["objective"]["metric"], names, "test")
-    logs = fit_path.train(model, data, batch_size=16, epochs=1, seed=0)
+    names = user_model.probe(model, data, "test")
+    user_model.check_metric(document["objective"]["metric"], names, "test")
+    logs = user_model.train(model, data, batch_size=16, epochs=1, seed=0)
     assert {"loss", "accuracy", "val_loss", "val_accuracy"} == set(logs[0])
 
 
@@ -80,10 +80,10 @@ def test_regression_loader_and_builder(study) -> None:
                              seed=document["training"].get("seed", 0))
     keras.utils.set_random_seed(0)
     model = build(**_first_point(document))
-    names = fit_path.probe(model, data, "test")
+    names = user_model.probe(model, data, "test")
     assert sorted(names) == ["loss", "mae"]
-    fit_path.check_metric(document["objective"]["metric"], names, "test")
-    logs = fit_path.train(model, data, batch_size=32, epochs=2, seed=0)
+    user_model.check_metric(document["objective"]["metric"], names, "test")
+    logs = user_model.train(model, data, batch_size=32, epochs=2, seed=0)
     assert len(logs) == 2 and all(np.isfinite(list(epoch.values())).all() for epoch in logs)
-    assert sorted(fit_path.test_scores(model, data, batch_size=32)) == ["test_loss",
+    assert sorted(user_model.test_scores(model, data, batch_size=32)) == ["test_loss",
                                                                        "test_mae"]

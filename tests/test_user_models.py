@@ -96,7 +96,7 @@ def test_two_workers_run_each_point_once_and_the_loss_is_minimized(tmp_path, mni
     assert result.returncode == 0, result.stderr
     complete = complete_by_params("tiny", url)
     assert len(complete) == 4 and len(trials("tiny", url)) == 4
-    assert {t.user_attrs["path"] for t in complete.values()} == {"fit"}
+    assert {t.user_attrs["path"] for t in complete.values()} == {"graph"}  # a custom layer
     assert all("test_accuracy" in t.user_attrs["test_scores"] for t in complete.values())
     study = optuna.load_study(study_name="tiny", storage=url)
     assert study.direction == optuna.study.StudyDirection.MINIMIZE
@@ -178,7 +178,7 @@ def test_a_builder_and_arrays_from_python(tmp_path):
                          storage_url=f"sqlite:///{tmp_path}/cell.db")
     result = search.run_study(definition, build=build, data=arrays, workers=1,
                               storage_url=f"sqlite:///{tmp_path}/cell.db", show_progress=False)
-    assert result.complete == 1 and result.trials[0].user_attrs["path"] == "fit"
+    assert result.complete == 1 and result.trials[0].user_attrs["path"] == "xla"
 
 
 BUILD = 'build = "tinymodels:build"'

@@ -75,6 +75,20 @@ def open_study(storage: Storage, definition: StudyDefinition) -> optuna.Study:
     return study
 
 
+def record_paths(study: optuna.Study,
+                 chosen: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+    """Each architecture trains on the path its study first chose for it: the stored
+    choices win over ``chosen`` (this run's), and new architectures are added. Returns the
+    choices in force for ``chosen``'s architectures, each marked ``"recorded"`` if stored
+    before."""
+    stored = study.user_attrs.get(points.PATHS, {})
+    new = {key: choice for key, choice in chosen.items() if key not in stored}
+    if new:
+        study.set_user_attr(points.PATHS, {**stored, **new})
+    return {key: {**stored[key], "recorded": True} if key in stored else choice
+            for key, choice in chosen.items()}
+
+
 def record_fingerprints(study: optuna.Study, fingerprints: dict[str, str],
                         where: str) -> None:
     """A study stays one experiment: the hashes of its builder's module and of its data,

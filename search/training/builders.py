@@ -15,7 +15,7 @@ from search import usercode
 from search.definition import StudyDefinition
 from search.errors import SearchError
 from search.study.points import format_params
-from search.training import fit_path
+from search.training import path_choice, user_model
 from search.training.model import build_model
 from search.userdata import UserData
 
@@ -48,11 +48,39 @@ def check(definition: StudyDefinition, builder: Builder, data: UserData) -> None
     except Exception as error:  # whatever the user's builder raises
         raise SearchError(f"{where}: building the model at {format_params(point)} failed: "
                           f"{usercode.describe_error(error)}") from None
-    names = fit_path.probe(model, data, where)
-    fit_path.check_metric(definition.metric, names, definition.where("objective.metric"))
+    names = user_model.probe(model, data, where)
+    user_model.check_metric(definition.metric, names, definition.where("objective.metric"))
     keras.backend.clear_session()
 
 
 def fingerprint(definition: StudyDefinition, builder: Builder) -> str | None:
     """What a study records of its builder's code: None for the built-in MLP."""
     return None if definition.model is None else usercode.fingerprint_module(builder)
+
+
+def paths(definition: StudyDefinition, builder: Builder) -> dict[str, dict[str, str]]:
+    """The path of each model architecture of the grid, by ``path_choice``'s rule:
+    ``{architecture: {"path", "why", "layers"}}``. The built-in MLP has one, its own
+    compiled path. Points that differ only in learning rate build once."""
+    if definition.model is None:
+        return {"mlp": {"path": "compiled", "why": "the built-in MLP's own whole-epoch XLA "
+                        "loop", "layers": "the built-in MLP"}}
+    chosen: dict[str, dict[str, str]] = {}
+    built = set()
+    for point in definition.grid:
+        arguments = definition.model_arguments(point)
+        shape = repr({key: value for key, value in arguments.items() if key != "learning_rate"})
+        if shape in built:
+            continue
+        built.add(shape)
+        keras.backend.clear_session()
+        try:
+            model = builder(**arguments)
+        except Exception:  # whatever the builder raises: that point's trial says why
+            continue
+        if isinstance(model, keras.Model):
+            choice = path_choice.choose(model)
+            chosen.setdefault(path_choice.architecture(model), {
+                "path": choice.path, "why": choice.why, "layers": path_choice.summary(model)})
+    keras.backend.clear_session()
+    return chosen

@@ -161,7 +161,7 @@ class Objective:
         model, running = self._start(trial, unit, params, key)
         for attribute, value in ((points.SEED, seed), (points.VERSIONS, versions()),
                                  (points.DATA_SIZES, self.path.sizes),
-                                 (points.PATH, self.path.name)):
+                                 (points.PATH, self.path.name_of(model))):
             trial.set_user_attr(attribute, value)
         batch_size = definition.batch_size_at(params)
         self.path.train(model, batch_size=batch_size, epochs=definition.epochs, seed=seed,

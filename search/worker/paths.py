@@ -1,6 +1,7 @@
 """How a trial's model is built, trained, scored and checkpointed: the built-in MLP on its
-compiled path (whole epochs in one XLA call), any other model on the fit path
-(``model.fit`` one epoch at a time). Each trial records the path that trained it.
+compiled path (whole epochs in one XLA call), any other model on the path its study chose
+for its architecture (``search.training.path_choice``: whole epochs in one XLA call, in one
+graph call, or ``model.fit``). Each trial records the path that trained it.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import keras
 
 from search.data import Dataset
 from search.definition import StudyDefinition
-from search.training import fit_path
+from search.training import path_choice, user_model
 from search.training.compiled import CompiledLoop, CompiledTraining
 from search.training.model import build_model
 from search.userdata import UserData, take
@@ -21,10 +22,12 @@ Callbacks = Sequence[keras.callbacks.Callback]
 
 
 class TrainingPath(Protocol):
-    name: str
     sizes: dict[str, int]  # examples per split, as trials record them
 
     def build(self, arguments: dict[str, Any]) -> keras.Model: ...
+
+    def name_of(self, model: keras.Model) -> str:
+        """The path ``model`` trains on, as its trial records it."""
 
     def state(self, model: keras.Model) -> list[Any]:
         """The variables a checkpoint keeps, in a fixed order."""
@@ -38,10 +41,12 @@ class TrainingPath(Protocol):
 class CompiledPath:
     """The built-in MLP on MNIST bytes, through the worker's shared compiled copies."""
 
-    name = "compiled"
-
     def __init__(self, compiled: CompiledTraining, data: Dataset) -> None:
         self.compiled, self.data, self.sizes = compiled, data, data.describe()
+
+    @staticmethod
+    def name_of(model: keras.Model) -> str:
+        return "compiled"
 
     def build(self, arguments: dict[str, Any]) -> keras.Model:
         return build_model(**arguments)
@@ -74,13 +79,15 @@ class CompiledPath:
         self.compiled.compile_ahead(list(models.values()), self.data, sizes)
 
 
-class FitPath:
-    """Any compiled Keras model, trained by ``search.training.fit_path``."""
+class ModelPath:
+    """Any compiled Keras model, trained by ``search.training.user_model`` on the path its
+    study chose for its architecture (``chosen``: the study's record; an architecture the
+    record lacks gets ``path_choice``'s rule)."""
 
-    name = fit_path.PATH
-
-    def __init__(self, builder: Callable[..., keras.Model], data: UserData) -> None:
+    def __init__(self, builder: Callable[..., keras.Model], data: UserData,
+                 chosen: dict[str, dict[str, str]]) -> None:
         self.builder, self.data, self.sizes = builder, data, data.describe()
+        self.chosen = chosen
 
     def build(self, arguments: dict[str, Any]) -> keras.Model:
         model = self.builder(**arguments)
@@ -88,14 +95,20 @@ class FitPath:
         model(take(self.data.x_train, slice(0, 2)), training=False)
         return model
 
+    def name_of(self, model: keras.Model) -> str:
+        recorded = self.chosen.get(path_choice.architecture(model))
+        return recorded["path"] if recorded else path_choice.choose(model).path
+
     @staticmethod
     def state(model: keras.Model) -> list[Any]:
-        return fit_path.state_variables(model)
+        return user_model.state_variables(model)
 
     def train(self, model: keras.Model, *, batch_size: int, epochs: int, seed: int,
               initial_epoch: int, callbacks: Callbacks) -> None:
-        fit_path.train(model, self.data, batch_size=batch_size, epochs=epochs, seed=seed,
-                       initial_epoch=initial_epoch, callbacks=callbacks)
+        user_model.train(model, self.data, batch_size=batch_size, epochs=epochs, seed=seed,
+                         initial_epoch=initial_epoch, callbacks=callbacks,
+                         path=self.name_of(model))
 
     def test_scores(self, model: keras.Model, batch_size: int) -> dict[str, float]:
-        return fit_path.test_scores(model, self.data, batch_size) or {}
+        return user_model.test_scores(model, self.data, batch_size,
+                                      self.name_of(model)) or {}

@@ -19,6 +19,7 @@ import optuna
 
 from search.data import Dataset
 from search.options import RunOptions
+from search.study import points
 from search.study.storage import Storage, storage_errors
 from search.training.checkpoints import CheckpointStore
 from search.userdata import UserData
@@ -80,7 +81,7 @@ def work_here(options: RunOptions, storage: Storage, study: optuna.Study,
     from search.results.artifacts import TrialArtifacts
     from search.training.compiled import CompiledTraining
     from search.worker.objective import Objective
-    from search.worker.paths import CompiledPath, FitPath
+    from search.worker.paths import CompiledPath, ModelPath
     from search.worker.progress import Progress
 
     # What lives now (TensorFlow, Keras, the data: 300,000 objects) lives for the whole
@@ -90,8 +91,10 @@ def work_here(options: RunOptions, storage: Storage, study: optuna.Study,
     gc.freeze()
     progress = None if quiet or not options.show_progress else Progress(study)
     trial_end = _both(on_trial_end, progress and progress.trial_end)
+    with storage_errors(storage.url):
+        chosen = study.user_attrs.get(points.PATHS, {})
     with CompiledTraining() as compiled:
-        path = FitPath(builder, dataset) if builder is not None \
+        path = ModelPath(builder, dataset, chosen) if builder is not None \
             else CompiledPath(compiled, dataset)
         objective = Objective(options.definition, path,
                               CheckpointStore(options.locations.artifacts,

@@ -1,12 +1,17 @@
-"""The correct path for any compiled Keras model: ``model.fit``, one epoch at a time.
+"""Training any compiled Keras model on one of three paths, one epoch at a time:
 
-The model keeps its own loss (with its ``losses``), metrics and optimizer. What
-``model.fit`` would leave to chance is decided here, from the trial's seed (one per
-replicate) and the epoch number alone, so a trial resumed at epoch k ends with the numbers
-an uninterrupted run gives on the same CPU:
+- ``"fit"``: ``model.fit`` for the epoch;
+- ``"graph"``: the epoch in one graph call (``search.training.epoch_graph``), no XLA;
+- ``"xla"``: the same, compiled by XLA.
 
-- the order of the training samples: ``search.training.copies.epoch_order``, fed to
-  ``fit`` with ``shuffle=False``;
+``search.training.path_choice`` says which path suits a model. On every path the model
+keeps its own loss (with its ``losses``), metrics and optimizer, and what ``model.fit``
+would leave to chance is decided here, from the trial's seed (one per replicate) and the
+epoch number alone, so a trial resumed at epoch k ends with the numbers an uninterrupted
+run gives on the same CPU and path:
+
+- the order of the training samples: ``search.training.copies.epoch_order`` (for ``fit``,
+  fed with ``shuffle=False``);
 - the random layers (Dropout, GaussianNoise, random augmentation, any layer drawing from
   its own ``keras.random.SeedGenerator``): Keras 3 keeps each generator's state as a
   variable, ``[seed, counter]``, in ``model.variables`` (not ``model.weights``). At the
@@ -20,18 +25,21 @@ checkpoint; the model is rebuilt by the user's builder, never deserialized.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from search.errors import SearchError
 from search.training.copies import epoch_order
 from search.training.dropout import dropout_seeds
+from search.training.epoch_graph import EpochGraph
 from search.usercode import describe_error
 from search.userdata import SPLITS, UserData, length, shapes, take
 
-PATH = "fit"  # stored on each trial: the path that trained it
+PATHS = ("fit", "graph", "xla")  # each trial records the one that trained it
+EpochRunner = Callable[[np.ndarray, int], dict[str, float]]  # (order, epoch) -> logs
 PROBE_SAMPLES = 2
 
 
@@ -122,10 +130,37 @@ def check_metric(metric: str, names: Sequence[str], where: str) -> None:
                           f"{', '.join(reported)}")
 
 
+def _fit_epochs(model: keras.Model, data: UserData, batch_size: int) -> EpochRunner:
+    def run(order: np.ndarray, epoch: int) -> dict[str, float]:
+        result = model.fit(take(data.x_train, order), take(data.y_train, order),
+                           batch_size=batch_size, epochs=epoch + 1, initial_epoch=epoch,
+                           shuffle=False, validation_data=(data.x_valid, data.y_valid),
+                           verbose=0)
+        return {name: float(values[-1]) for name, values in result.history.items()}
+
+    return run
+
+
+def _graph_epochs(model: keras.Model, data: UserData, batch_size: int,
+                  xla: bool) -> EpochRunner:
+    graph = EpochGraph.of(model, xla)
+    # Converted once per trial, not once per epoch.
+    x, y, x_valid, y_valid = tf.nest.map_structure(
+        tf.constant, (data.x_train, data.y_train, data.x_valid, data.y_valid))
+
+    def run(order: np.ndarray, epoch: int) -> dict[str, float]:
+        logs = graph.train_epoch(x, y, order, batch_size)
+        validation = graph.evaluate(x_valid, y_valid, batch_size)
+        return {**logs, **{f"val_{name}": value for name, value in validation.items()}}
+
+    return run
+
+
 def train(model: keras.Model, data: UserData, *, batch_size: int, epochs: int, seed: int,
-          initial_epoch: int = 0,
-          callbacks: Sequence[keras.callbacks.Callback] = ()) -> list[dict[str, float]]:
-    """Train ``model`` from ``initial_epoch`` to ``epochs``; one logs dict per epoch.
+          initial_epoch: int = 0, callbacks: Sequence[keras.callbacks.Callback] = (),
+          path: str = "fit") -> list[dict[str, float]]:
+    """Train ``model`` on ``path`` from ``initial_epoch`` to ``epochs``; one logs dict per
+    epoch.
 
     ``data`` needs validation arrays (``search.userdata.hold_out``). Callbacks get
     ``on_epoch_begin`` and ``on_epoch_end(epoch, logs)`` with the logs ``model.fit`` gives
@@ -139,6 +174,10 @@ def train(model: keras.Model, data: UserData, *, batch_size: int, epochs: int, s
         raise ValueError(f"initial_epoch {initial_epoch} must lie in 0..{epochs}")
     if data.x_valid is None:
         raise ValueError("data has no validation arrays; hold some out first")
+    if path not in PATHS:
+        raise ValueError(f"path must be one of {', '.join(PATHS)}, not {path!r}")
+    run_epoch = _fit_epochs(model, data, batch_size) if path == "fit" \
+        else _graph_epochs(model, data, batch_size, xla=path == "xla")
     # Our callbacks are called here, not by fit: fit would also start and end "training"
     # once per epoch (on_train_begin), which is not what a callback expects.
     for callback in callbacks:
@@ -148,13 +187,8 @@ def train(model: keras.Model, data: UserData, *, batch_size: int, epochs: int, s
     for epoch in range(initial_epoch, epochs):
         for callback in callbacks:
             callback.on_epoch_begin(epoch)
-        order = epoch_order(seed, epoch, length(data.x_train))
         reset_seeds(model, seed, epoch)
-        result = model.fit(take(data.x_train, order), take(data.y_train, order),
-                           batch_size=batch_size, epochs=epoch + 1, initial_epoch=epoch,
-                           shuffle=False, validation_data=(data.x_valid, data.y_valid),
-                           verbose=0)
-        logs = {name: float(values[-1]) for name, values in result.history.items()}
+        logs = run_epoch(epoch_order(seed, epoch, length(data.x_train)), epoch)
         history.append(logs)
         for callback in callbacks:
             callback.on_epoch_end(epoch, logs)
@@ -163,15 +197,20 @@ def train(model: keras.Model, data: UserData, *, batch_size: int, epochs: int, s
     return history
 
 
-def test_scores(model: keras.Model, data: UserData, batch_size: int) -> dict[str, float] | None:
-    """The model's loss and metrics on the test set (``test_`` names), if there is one.
+def test_scores(model: keras.Model, data: UserData, batch_size: int,
+                path: str = "fit") -> dict[str, float] | None:
+    """The model's loss and metrics on the test set (``test_`` names), if there is one,
+    on ``path``'s evaluation (the graph paths reuse the trial's trace).
 
     Apart from ``train``: a trial resumed after its last epoch trains nothing and still
     records its test score.
     """
     if data.x_test is None:
         return None
-    scores = model.evaluate(data.x_test, data.y_test, batch_size=batch_size, verbose=0,
-                            return_dict=True)
+    if path == "fit":
+        scores = model.evaluate(data.x_test, data.y_test, batch_size=batch_size, verbose=0,
+                                return_dict=True)
+    else:
+        x, y = tf.nest.map_structure(tf.constant, (data.x_test, data.y_test))
+        scores = EpochGraph.of(model, path == "xla").evaluate(x, y, batch_size)
     return {f"test_{name}": float(value) for name, value in scores.items()}
-

@@ -1,0 +1,115 @@
+"""A whole epoch of any compiled Keras model in one graph call, with or without XLA.
+
+``model.fit`` runs the model's ``train_step`` once per batch from Python, through its input
+pipeline; for a small model on a CPU that overhead costs more than the arithmetic. Here the
+data stays in memory as tensors and one ``tf.function`` runs the model's own
+``train_step`` (its loss with its ``losses``, its metrics, its optimizer, its layers with
+state and their seed generators) in a ``tf.while_loop`` over the epoch's batches, then its
+own ``test_step`` over the validation set. Batches are the ones ``model.fit`` would cut
+from the same order: full batches in one call, the short last one (if any) in a second.
+
+Without XLA the steps are the operations ``model.fit`` runs, so the numbers match it to
+float rounding. With XLA they match ``model.fit(jit_compile=True)`` instead: XLA draws a
+random layer's numbers with another algorithm than TensorFlow's kernels.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from search.userdata import length, take
+
+Step = Callable[[Any], Any]
+
+
+def _batches(order: np.ndarray, batch_size: int) -> list[np.ndarray]:
+    """Indices of the full batches, shaped [steps, batch_size], then those of the short
+    last batch, shaped [1, rest], if there is one."""
+    full = len(order) // batch_size * batch_size
+    parts = [order[:full].reshape(-1, batch_size)] if full else []
+    if full < len(order):
+        parts.append(order[full:].reshape(1, -1))
+    return parts
+
+
+def _spec(value: tf.Tensor) -> tf.TensorSpec:
+    return tf.TensorSpec([None, *value.shape[1:]], value.dtype)
+
+
+def _loop(step: Step, xla: bool, x: Any, y: Any) -> Callable[..., None]:
+    """``step`` applied to each batch of ``index`` ([steps, batch]) in one graph call.
+
+    Traced once for any number of samples, steps and batch size (the signature leaves
+    them open), so the full batches, the short last one, validation and test share one
+    trace; XLA still compiles once per shape, when first called with it.
+    """
+
+    def run(x: Any, y: Any, index: tf.Tensor) -> None:
+        def body(i: tf.Tensor) -> tuple[tf.Tensor]:
+            rows = index[i]
+            step(tf.nest.map_structure(lambda value: tf.gather(value, rows), (x, y)))
+            return (i + 1,)
+
+        tf.while_loop(lambda i: i < tf.shape(index)[0], body, (tf.constant(0),))
+
+    signature = [tf.nest.map_structure(_spec, x), tf.nest.map_structure(_spec, y),
+                 tf.TensorSpec([None, None], tf.int32)]
+    # autograph=False: tracing then never reads source files (an edit made while a study
+    # runs would otherwise turn into the wrong function).
+    return tf.function(run, input_signature=signature, jit_compile=xla, autograph=False)
+
+
+class EpochGraph:
+    """One model's epoch and evaluation functions, traced on first use.
+
+    ``of`` keeps one per model, so a trial's validation and test set reuse its traces.
+    """
+
+    _kept: weakref.WeakKeyDictionary[keras.Model, EpochGraph] = weakref.WeakKeyDictionary()
+
+    def __init__(self, model: keras.Model, xla: bool) -> None:
+        self.model, self.xla = model, xla
+        model.optimizer.build(model.trainable_variables)
+        self._train: Callable[..., None] | None = None
+        self._test: Callable[..., None] | None = None
+
+    @classmethod
+    def of(cls, model: keras.Model, xla: bool) -> EpochGraph:
+        kept = cls._kept.get(model)
+        if kept is None or kept.xla != xla:
+            kept = cls._kept[model] = cls(model, xla)
+        return kept
+
+    def _ready(self, x: Any, y: Any) -> None:
+        """Make the variables a traced step would otherwise create inside the loop (the
+        compiled loss's and metrics'): one eager test step on two samples."""
+        if self._train is None:
+            first = slice(0, 2)
+            self.model.test_step((take(x, first), take(y, first)))
+            self._train = _loop(self.model.train_step, self.xla, x, y)
+            self._test = _loop(self.model.test_step, self.xla, x, y)
+
+    def _run(self, loop: Callable[..., None], x: Any, y: Any,
+             order: np.ndarray, batch_size: int) -> dict[str, float]:
+        self.model.reset_metrics()
+        for index in _batches(order, batch_size):
+            loop(x, y, tf.constant(index))
+        return {name: float(value) for name, value in self.model.get_metrics_result().items()}
+
+    def train_epoch(self, x: Any, y: Any, order: np.ndarray,
+                    batch_size: int) -> dict[str, float]:
+        """One epoch over the training tensors in ``order``; the logs ``model.fit`` gives."""
+        self._ready(x, y)
+        return self._run(self._train, x, y, order, batch_size)
+
+    def evaluate(self, x: Any, y: Any, batch_size: int) -> dict[str, float]:
+        """The model's loss and metrics over a whole set, as ``model.evaluate`` gives them."""
+        self._ready(x, y)
+        order = np.arange(length(x), dtype=np.int32)
+        return self._run(self._test, x, y, order, batch_size)
