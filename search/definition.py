@@ -52,6 +52,7 @@ class StudyDefinition:
     max_attempts: int = default("max_attempts")
     repeats: int = default("repeats")  # per grid point; may grow on a stored study, never shrink
     train_size: int | None = default("train_size")
+    path: str = default("path")  # a [model]'s training path, or "auto" (the rule's)
     storage_url: str | None = None  # the definition's [storage] url
     artifacts: str | None = None  # the definition's [storage] artifacts
     model: dict[str, Any] | None = None  # [model]: build = "module:function", fixed arguments

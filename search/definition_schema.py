@@ -35,6 +35,7 @@ _SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
         "seed": (int, 0),
         "max_attempts": (int, DEFAULT_MAX_ATTEMPTS),
         "repeats": (int, 1),
+        "path": (str, "auto"),  # a [model]'s training path; auto: search.training.path_choice
     },
     "storage": {
         "url": (str, None),
@@ -107,6 +108,7 @@ def checked_fields(document: dict[str, Any],
         raise SearchError(f"{source}: 'objective.metric' {fields['metric']!r} is not reported "
                           "by the built-in MLP; it reports "
                           f"{', '.join(model_sections.MLP_METRICS)}")
+    _check_path(source, fields["path"], model)
     fields["hidden_units"] = list(fields["hidden_units"])  # never the shared default
     fields["dropout"] = float(fields["dropout"])
     for key in ("epochs", "batch_size", "validation_size", "max_attempts", "repeats"):
@@ -118,6 +120,18 @@ def checked_fields(document: dict[str, Any],
     if not 0 <= fields["seed"] < 2**32:
         raise SearchError(f"{source}: 'training.seed' must lie in 0..{2**32 - 1}")
     return space, fields
+
+
+PATHS = ("auto", "xla", "graph", "fit")  # search.training.user_model.PATHS, and the rule
+
+
+def _check_path(source: str, path: str, model: dict[str, Any] | None) -> None:
+    if path not in PATHS:
+        raise SearchError(f"{source}: 'training.path' must be one of {', '.join(PATHS)}, not "
+                          f"{path!r}")
+    if model is None and path != "auto":
+        raise SearchError(f"{source}: 'training.path' chooses a [model]'s path; the built-in "
+                          "MLP always trains on its own compiled path")
 
 
 def _check_fixed(source: str, space: dict[str, list[Any]], training: dict[str, Any],

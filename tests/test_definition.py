@@ -108,6 +108,9 @@ MALFORMED = [
     ("learning_rate a string", _replace("0.0001,", '"fast",'), "search_space.learning_rate"),
     ("no search space", "[training]" + VALID.split("[training]")[1], "search_space"),
     ("newline in a key", VALID + '"ep\\nochs" = 1\n', "training.ep"),
+    ("path misspelt", USER + '[model]\nbuild = "m:b"\n[training]\npath = "jit"\n',
+     "training.path"),
+    ("path for the MLP", _replace("seed = 0", 'seed = 0\npath = "fit"'), "training.path"),
 ]
 
 
@@ -161,7 +164,7 @@ def test_a_builder_study_reads_its_sections_and_defaults(tmp_path: Path) -> None
     loaded = definition.load("mine", tmp_path)
     assert (loaded.metric, loaded.direction) == ("val_loss", "minimize")
     assert loaded.model == {"build": "convnet:build", "filters": 8}
-    assert loaded.folder == tmp_path and loaded.batch_size == 32
+    assert loaded.folder == tmp_path and loaded.batch_size == 32 and loaded.path == "auto"
     assert loaded.model_arguments({"dropout": 0.5}) == {"filters": 8, "dropout": 0.5}
     assert loaded.budget()["objective"] == ["val_loss", "minimize"]
 

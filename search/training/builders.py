@@ -79,7 +79,8 @@ def paths(definition: StudyDefinition, builder: Builder) -> dict[str, dict[str, 
         except Exception:  # whatever the builder raises: that point's trial says why
             continue
         if isinstance(model, keras.Model):
-            choice = path_choice.choose(model)
+            choice = path_choice.choose(model) if definition.path == "auto" \
+                else path_choice.Choice(definition.path, "the study's [training] path")
             chosen.setdefault(path_choice.architecture(model), {
                 "path": choice.path, "why": choice.why, "layers": path_choice.summary(model)})
     keras.backend.clear_session()
