@@ -174,3 +174,31 @@ def test_a_study_records_each_architectures_path_and_keeps_it(tmp_path, capsys) 
              if t.user_attrs[points.REPLICATE] == 1]
     assert {(t.params["dropout"], t.user_attrs[points.PATH]) for t in later} == {
         (0.0, "fit"), (0.3, "graph")}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", ["graph", "xla"])
+def test_trials_sharing_a_workers_graph_match_trials_with_their_own(path: str,
+                                                                    data: UserData) -> None:
+    """A worker traces once per architecture; a trial trained through another trial's
+    graph (its state copied in and back) ends with its own graph's numbers, exactly."""
+    from search.training.shared_graphs import SharedGraphs, sharing_key
+
+    def trial(learning_rate: float, seed: int, graphs: SharedGraphs | None):
+        model = fresh(lambda: build_functional(learning_rate), data)
+        graph = graphs.graph_for(model, path == "xla") if graphs else None
+        logs = user_model.train(model, data, batch_size=16, epochs=2, seed=seed, path=path,
+                                graph=graph)
+        scores = user_model.test_scores(model, data, 16, path, graph)
+        return logs, scores, user_model.state_arrays(model), graph
+
+    alone = trial(0.01, 5, None)
+    graphs = SharedGraphs()
+    other = trial(0.1, 6, graphs)
+    shared = trial(0.01, 5, graphs)
+    assert shared[3] is other[3]  # one graph, built on the first trial's model
+    assert shared[:2] == alone[:2] and other[:2] != alone[:2]
+    for got, want in zip(shared[2], alone[2], strict=True):
+        np.testing.assert_array_equal(got, want)
+    keras.backend.clear_session()
+    assert sharing_key(build_subclassed()) is None  # its call is not in its configuration

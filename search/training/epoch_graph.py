@@ -15,8 +15,9 @@ random layer's numbers with another algorithm than TensorFlow's kernels.
 
 from __future__ import annotations
 
+import contextlib
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import keras
@@ -65,6 +66,15 @@ def _loop(step: Step, xla: bool, x: Any, y: Any) -> Callable[..., None]:
     return tf.function(run, input_signature=signature, jit_compile=xla, autograph=False)
 
 
+def state_of(model: keras.Model) -> list[keras.Variable]:
+    """Everything training changes, in a fixed order: the model's variables (weights,
+    BatchNormalization statistics, seed states), then the optimizer's (iteration count,
+    learning rate, moments)."""
+    if not model.optimizer.built:
+        model.optimizer.build(model.trainable_variables)
+    return list(model.variables) + list(model.optimizer.variables)
+
+
 class EpochGraph:
     """One model's epoch and evaluation functions, traced on first use.
 
@@ -85,6 +95,21 @@ class EpochGraph:
         if kept is None or kept.xla != xla:
             kept = cls._kept[model] = cls(model, xla)
         return kept
+
+    @contextlib.contextmanager
+    def holding(self, model: keras.Model) -> Iterator[None]:
+        """Run this graph on ``model``'s state: a model of the same architecture
+        (``search.training.shared_graphs``) has its variables copied into this graph's
+        model, and back once the block ends."""
+        if model is self.model:
+            yield
+            return
+        mine, theirs = state_of(self.model), state_of(model)
+        for variable, value in zip(mine, theirs, strict=True):
+            variable.assign(value)
+        yield
+        for variable, value in zip(theirs, mine, strict=True):
+            variable.assign(value)
 
     def _ready(self, x: Any, y: Any) -> None:
         """Make the variables a traced step would otherwise create inside the loop (the

@@ -34,7 +34,7 @@ import tensorflow as tf
 from search.errors import SearchError
 from search.training.copies import epoch_order
 from search.training.dropout import dropout_seeds
-from search.training.epoch_graph import EpochGraph
+from search.training.epoch_graph import EpochGraph, state_of
 from search.usercode import describe_error
 from search.userdata import SPLITS, UserData, length, shapes, take
 
@@ -57,13 +57,7 @@ def reset_seeds(model: keras.Model, seed: int, epoch: int) -> None:
         state.assign(value.astype(state.dtype))
 
 
-def state_variables(model: keras.Model) -> list[keras.Variable]:
-    """Everything training changes, in a fixed order: the model's variables (weights,
-    BatchNormalization statistics, seed states), then the optimizer's (iteration count,
-    learning rate, moments)."""
-    if not model.optimizer.built:
-        model.optimizer.build(model.trainable_variables)
-    return list(model.variables) + list(model.optimizer.variables)
+state_variables = state_of  # what a checkpoint keeps
 
 
 def state_arrays(model: keras.Model) -> list[np.ndarray]:
@@ -142,15 +136,15 @@ def _fit_epochs(model: keras.Model, data: UserData, batch_size: int) -> EpochRun
 
 
 def _graph_epochs(model: keras.Model, data: UserData, batch_size: int,
-                  xla: bool) -> EpochRunner:
-    graph = EpochGraph.of(model, xla)
+                  graph: EpochGraph) -> EpochRunner:
     # Converted once per trial, not once per epoch.
     x, y, x_valid, y_valid = tf.nest.map_structure(
         tf.constant, (data.x_train, data.y_train, data.x_valid, data.y_valid))
 
     def run(order: np.ndarray, epoch: int) -> dict[str, float]:
-        logs = graph.train_epoch(x, y, order, batch_size)
-        validation = graph.evaluate(x_valid, y_valid, batch_size)
+        with graph.holding(model):
+            logs = graph.train_epoch(x, y, order, batch_size)
+            validation = graph.evaluate(x_valid, y_valid, batch_size)
         return {**logs, **{f"val_{name}": value for name, value in validation.items()}}
 
     return run
@@ -158,9 +152,10 @@ def _graph_epochs(model: keras.Model, data: UserData, batch_size: int,
 
 def train(model: keras.Model, data: UserData, *, batch_size: int, epochs: int, seed: int,
           initial_epoch: int = 0, callbacks: Sequence[keras.callbacks.Callback] = (),
-          path: str = "fit") -> list[dict[str, float]]:
+          path: str = "fit", graph: EpochGraph | None = None) -> list[dict[str, float]]:
     """Train ``model`` on ``path`` from ``initial_epoch`` to ``epochs``; one logs dict per
-    epoch.
+    epoch. ``graph``: the graph paths' epoch graph, when a worker shares one among its
+    trials (``search.training.shared_graphs``); else the model's own.
 
     ``data`` needs validation arrays (``search.userdata.hold_out``). Callbacks get
     ``on_epoch_begin`` and ``on_epoch_end(epoch, logs)`` with the logs ``model.fit`` gives
@@ -176,8 +171,8 @@ def train(model: keras.Model, data: UserData, *, batch_size: int, epochs: int, s
         raise ValueError("data has no validation arrays; hold some out first")
     if path not in PATHS:
         raise ValueError(f"path must be one of {', '.join(PATHS)}, not {path!r}")
-    run_epoch = _fit_epochs(model, data, batch_size) if path == "fit" \
-        else _graph_epochs(model, data, batch_size, xla=path == "xla")
+    run_epoch = _fit_epochs(model, data, batch_size) if path == "fit" else _graph_epochs(
+        model, data, batch_size, graph or EpochGraph.of(model, xla=path == "xla"))
     # Our callbacks are called here, not by fit: fit would also start and end "training"
     # once per epoch (on_train_begin), which is not what a callback expects.
     for callback in callbacks:
@@ -197,8 +192,8 @@ def train(model: keras.Model, data: UserData, *, batch_size: int, epochs: int, s
     return history
 
 
-def test_scores(model: keras.Model, data: UserData, batch_size: int,
-                path: str = "fit") -> dict[str, float] | None:
+def test_scores(model: keras.Model, data: UserData, batch_size: int, path: str = "fit",
+                graph: EpochGraph | None = None) -> dict[str, float] | None:
     """The model's loss and metrics on the test set (``test_`` names), if there is one,
     on ``path``'s evaluation (the graph paths reuse the trial's trace).
 
@@ -212,5 +207,7 @@ def test_scores(model: keras.Model, data: UserData, batch_size: int,
                                 return_dict=True)
     else:
         x, y = tf.nest.map_structure(tf.constant, (data.x_test, data.y_test))
-        scores = EpochGraph.of(model, path == "xla").evaluate(x, y, batch_size)
+        graph = graph or EpochGraph.of(model, path == "xla")
+        with graph.holding(model):
+            scores = graph.evaluate(x, y, batch_size)
     return {f"test_{name}": float(value) for name, value in scores.items()}

@@ -15,7 +15,9 @@ from search.data import Dataset
 from search.definition import StudyDefinition
 from search.training import path_choice, user_model
 from search.training.compiled import CompiledLoop, CompiledTraining
+from search.training.epoch_graph import EpochGraph
 from search.training.model import build_model
+from search.training.shared_graphs import SharedGraphs
 from search.userdata import UserData, take
 
 Callbacks = Sequence[keras.callbacks.Callback]
@@ -88,6 +90,7 @@ class ModelPath:
                  chosen: dict[str, dict[str, str]]) -> None:
         self.builder, self.data, self.sizes = builder, data, data.describe()
         self.chosen = chosen
+        self.graphs = SharedGraphs()
 
     def build(self, arguments: dict[str, Any]) -> keras.Model:
         model = self.builder(**arguments)
@@ -103,12 +106,17 @@ class ModelPath:
     def state(model: keras.Model) -> list[Any]:
         return user_model.state_variables(model)
 
+    def _graph(self, model: keras.Model, path: str) -> EpochGraph | None:
+        return None if path == "fit" else self.graphs.graph_for(model, path == "xla")
+
     def train(self, model: keras.Model, *, batch_size: int, epochs: int, seed: int,
               initial_epoch: int, callbacks: Callbacks) -> None:
+        path = self.name_of(model)
         user_model.train(model, self.data, batch_size=batch_size, epochs=epochs, seed=seed,
-                         initial_epoch=initial_epoch, callbacks=callbacks,
-                         path=self.name_of(model))
+                         initial_epoch=initial_epoch, callbacks=callbacks, path=path,
+                         graph=self._graph(model, path))
 
     def test_scores(self, model: keras.Model, batch_size: int) -> dict[str, float]:
-        return user_model.test_scores(model, self.data, batch_size,
-                                      self.name_of(model)) or {}
+        path = self.name_of(model)
+        return user_model.test_scores(model, self.data, batch_size, path,
+                                      self._graph(model, path)) or {}

@@ -1,0 +1,53 @@
+"""One worker's epoch graphs, shared by its trials of one model architecture.
+
+Tracing a model's epoch costs about a second (XLA's compiling more), once per trial if each
+trial's model had its own. A worker keeps one graph per architecture instead, built on the
+first trial's model; a later trial's state is copied into it before each epoch and back
+after (``EpochGraph.holding``), so the trial's own model always holds its state for
+checkpoints and artifacts, and the numbers are those of its own graph.
+
+Only a model whose whole computation its configuration describes shares: a Sequential or
+functional model of Keras's own layers (no ``Lambda``, whose function the configuration may
+not capture), with the same layers, loss, metrics and optimizer settings (the learning rate
+aside: it is a variable, copied with the rest). Any other model keeps a graph of its own.
+"""
+
+from __future__ import annotations
+
+import json
+
+import keras
+
+from search.training.copies import architecture_of
+from search.training.epoch_graph import EpochGraph
+from search.training.path_choice import layers_of
+
+KEPT = 16  # graphs kept per worker; beyond that the oldest is dropped
+
+
+def sharing_key(model: keras.Model) -> str | None:
+    """What must be equal for two models to share a graph; None: the model cannot share."""
+    kinds = [type(model), *(type(layer) for layer in layers_of(model))]
+    if type(model).__name__ not in ("Sequential", "Functional") or any(
+            not kind.__module__.startswith("keras.") or kind.__name__ == "Lambda"
+            for kind in kinds):
+        return None
+    compiled = {key: value for key, value in (model.get_compile_config() or {}).items()
+                if key != "optimizer"}
+    return architecture_of(model) + json.dumps(compiled, sort_keys=True, default=repr)
+
+
+class SharedGraphs:
+    def __init__(self) -> None:
+        self._kept: dict[tuple[str, bool], EpochGraph] = {}
+
+    def graph_for(self, model: keras.Model, xla: bool) -> EpochGraph:
+        """The graph ``model`` trains with: a kept one of its architecture, else its own."""
+        key = sharing_key(model)
+        if key is None:
+            return EpochGraph.of(model, xla)
+        if (key, xla) not in self._kept:
+            if len(self._kept) >= KEPT:
+                del self._kept[next(iter(self._kept))]
+            self._kept[key, xla] = EpochGraph(model, xla)
+        return self._kept[key, xla]
