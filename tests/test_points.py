@@ -255,3 +255,27 @@ def test_ctrl_c_during_the_outcome_write_waits_for_the_write_then_stops(number) 
             written.append("outcome")
     assert written == ["outcome"]
     assert signal.getsignal(number) is before
+
+
+def _chosen(path: str) -> dict[str, dict[str, str]]:
+    return {"a1": {"path": path, "why": "the rule", "layers": "Dense x2"}}
+
+
+def test_a_studys_first_path_choice_is_kept() -> None:
+    study = optuna.create_study()
+    first = lifecycle.record_paths(study, _chosen("xla"))
+    assert first == _chosen("xla") and study.user_attrs[points.PATHS] == _chosen("xla")
+    again = lifecycle.record_paths(study, {**_chosen("graph"), "b2": _chosen("fit")["a1"]})
+    assert again["a1"] == {**_chosen("xla")["a1"], "recorded": True}  # the stored one wins
+    assert again["b2"]["path"] == "fit" and "recorded" not in again["b2"]  # a new one is added
+    assert set(study.user_attrs[points.PATHS]) == {"a1", "b2"}
+
+
+def test_a_study_an_earlier_release_started_keeps_model_fit() -> None:
+    """Its [model] trials trained with model.fit and recorded no choice: later trials must
+    give numbers of the same path."""
+    study = optuna.create_study()
+    study.add_trial(optuna.trial.create_trial(value=0.5, user_attrs={points.PATH: "fit"}))
+    kept = lifecycle.record_paths(study, _chosen("xla"))
+    assert kept["a1"]["path"] == "fit" and "earlier trials" in kept["a1"]["why"]
+    assert study.user_attrs[points.PATHS]["a1"]["path"] == "fit"

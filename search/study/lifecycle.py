@@ -80,8 +80,15 @@ def record_paths(study: optuna.Study,
     """Each architecture trains on the path its study first chose for it: the stored
     choices win over ``chosen`` (this run's), and new architectures are added. Returns the
     choices in force for ``chosen``'s architectures, each marked ``"recorded"`` if stored
-    before."""
-    stored = study.user_attrs.get(points.PATHS, {})
+    before. A study an earlier release started (trials, no record) keeps ``model.fit``."""
+    stored = study.user_attrs.get(points.PATHS)
+    if stored is None:
+        stored = {}
+        earlier = {trial.user_attrs.get(points.PATH) for trial in study.get_trials(
+            deepcopy=False)} - {None}
+        if earlier == {"fit"}:  # started by a release whose [model] trials all used fit
+            chosen = {key: {**choice, "path": "fit", "why": "the path of the study's earlier "
+                            "trials"} for key, choice in chosen.items()}
     new = {key: choice for key, choice in chosen.items() if key not in stored}
     if new:
         study.set_user_attr(points.PATHS, {**stored, **new})
