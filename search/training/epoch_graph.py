@@ -16,7 +16,6 @@ random layer's numbers with another algorithm than TensorFlow's kernels.
 from __future__ import annotations
 
 import contextlib
-import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -76,25 +75,13 @@ def state_of(model: keras.Model) -> list[keras.Variable]:
 
 
 class EpochGraph:
-    """One model's epoch and evaluation functions, traced on first use.
-
-    ``of`` keeps one per model, so a trial's validation and test set reuse its traces.
-    """
-
-    _kept: weakref.WeakKeyDictionary[keras.Model, EpochGraph] = weakref.WeakKeyDictionary()
+    """One model's epoch and evaluation functions, traced on first use."""
 
     def __init__(self, model: keras.Model, xla: bool) -> None:
         self.model, self.xla = model, xla
         model.optimizer.build(model.trainable_variables)
         self._train: Callable[..., None] | None = None
         self._test: Callable[..., None] | None = None
-
-    @classmethod
-    def of(cls, model: keras.Model, xla: bool) -> EpochGraph:
-        kept = cls._kept.get(model)
-        if kept is None or kept.xla != xla:
-            kept = cls._kept[model] = cls(model, xla)
-        return kept
 
     @contextlib.contextmanager
     def holding(self, model: keras.Model) -> Iterator[None]:

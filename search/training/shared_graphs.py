@@ -38,14 +38,20 @@ def sharing_key(model: keras.Model) -> str | None:
 
 
 class SharedGraphs:
+    """The graphs one worker keeps: one per shareable architecture, and the latest
+    trial's own (its training and its test set share it)."""
+
     def __init__(self) -> None:
         self._kept: dict[tuple[str, bool], EpochGraph] = {}
+        self._own: EpochGraph | None = None
 
     def graph_for(self, model: keras.Model, xla: bool) -> EpochGraph:
         """The graph ``model`` trains with: a kept one of its architecture, else its own."""
         key = sharing_key(model)
         if key is None:
-            return EpochGraph.of(model, xla)
+            if self._own is None or self._own.model is not model or self._own.xla != xla:
+                self._own = EpochGraph(model, xla)
+            return self._own
         if (key, xla) not in self._kept:
             if len(self._kept) >= KEPT:
                 del self._kept[next(iter(self._kept))]

@@ -172,7 +172,7 @@ def train(model: keras.Model, data: UserData, *, batch_size: int, epochs: int, s
     if path not in PATHS:
         raise ValueError(f"path must be one of {', '.join(PATHS)}, not {path!r}")
     run_epoch = _fit_epochs(model, data, batch_size) if path == "fit" else _graph_epochs(
-        model, data, batch_size, graph or EpochGraph.of(model, xla=path == "xla"))
+        model, data, batch_size, graph or EpochGraph(model, xla=path == "xla"))
     # Our callbacks are called here, not by fit: fit would also start and end "training"
     # once per epoch (on_train_begin), which is not what a callback expects.
     for callback in callbacks:
@@ -207,7 +207,7 @@ def test_scores(model: keras.Model, data: UserData, batch_size: int, path: str =
                                 return_dict=True)
     else:
         x, y = tf.nest.map_structure(tf.constant, (data.x_test, data.y_test))
-        graph = graph or EpochGraph.of(model, path == "xla")
+        graph = graph or EpochGraph(model, path == "xla")
         with graph.holding(model):
             scores = graph.evaluate(x, y, batch_size)
     return {f"test_{name}": float(value) for name, value in scores.items()}
