@@ -18,7 +18,7 @@ import pytest
 import tensorflow as tf
 
 from search import usercode, userdata
-from search.training import user_model
+from search.training import path_choice, user_model
 
 pytestmark = pytest.mark.slow  # trains real (tiny) models
 
@@ -65,7 +65,8 @@ def test_convnet_trains_on_mnist_shaped_data(study) -> None:
     model = build(**_first_point(document))
     names = user_model.probe(model, data, "test")
     user_model.check_metric(document["objective"]["metric"], names, "test")
-    logs = user_model.train(model, data, batch_size=16, epochs=1, seed=0)
+    assert path_choice.choose(model).path == "graph"  # convolutions and Dropout
+    logs = user_model.train(model, data, batch_size=16, epochs=1, seed=0, path="graph")
     assert {"loss", "accuracy", "val_loss", "val_accuracy"} == set(logs[0])
 
 
@@ -83,7 +84,8 @@ def test_regression_loader_and_builder(study) -> None:
     names = user_model.probe(model, data, "test")
     assert sorted(names) == ["loss", "mae"]
     user_model.check_metric(document["objective"]["metric"], names, "test")
-    logs = user_model.train(model, data, batch_size=32, epochs=2, seed=0)
+    assert path_choice.choose(model).path == "xla"  # dense layers only
+    logs = user_model.train(model, data, batch_size=32, epochs=2, seed=0, path="xla")
     assert len(logs) == 2 and all(np.isfinite(list(epoch.values())).all() for epoch in logs)
-    assert sorted(user_model.test_scores(model, data, batch_size=32)) == ["test_loss",
-                                                                       "test_mae"]
+    assert sorted(user_model.test_scores(model, data, batch_size=32, path="xla")) == [
+        "test_loss", "test_mae"]
