@@ -202,3 +202,14 @@ def test_trials_sharing_a_workers_graph_match_trials_with_their_own(path: str,
         np.testing.assert_array_equal(got, want)
     keras.backend.clear_session()
     assert sharing_key(build_subclassed()) is None  # its call is not in its configuration
+
+
+@pytest.mark.slow
+def test_float64_arrays_are_cast_as_model_fit_casts_them(data: UserData) -> None:
+    """model.fit's data adapter casts floats to floatx; the graph paths do the same."""
+    wide = UserData(*(array.astype(np.float64) for array in (
+        data.x_train, data.y_train, data.x_valid, data.y_valid, data.x_test, data.y_test)))
+    expected = plain_fit(fresh(build_functional, data), wide, epochs=1, seed=5)
+    got = user_model.train(fresh(build_functional, data), wide, batch_size=16, epochs=1,
+                           seed=5, path="graph")
+    assert got[0] == pytest.approx(expected[0], rel=1e-5, abs=1e-6)

@@ -38,6 +38,18 @@ def _batches(order: np.ndarray, batch_size: int) -> list[np.ndarray]:
     return parts
 
 
+def resident(arrays: Any) -> Any:
+    """Arrays (or a structure of them) as tensors kept in memory, floats other than Keras's
+    ``floatx`` cast to it, as ``model.fit``'s data adapter casts them."""
+    def one(array: Any) -> tf.Tensor:
+        array = np.asarray(array)
+        if np.issubdtype(array.dtype, np.floating) and array.dtype != keras.config.floatx():
+            array = array.astype(keras.config.floatx())
+        return tf.constant(array)
+
+    return tf.nest.map_structure(one, arrays)
+
+
 def _spec(value: tf.Tensor) -> tf.TensorSpec:
     return tf.TensorSpec([None, *value.shape[1:]], value.dtype)
 

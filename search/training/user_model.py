@@ -29,12 +29,11 @@ from collections.abc import Callable, Sequence
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from search.errors import SearchError
 from search.training.copies import epoch_order
 from search.training.dropout import dropout_seeds
-from search.training.epoch_graph import EpochGraph, state_of
+from search.training.epoch_graph import EpochGraph, resident, state_of
 from search.usercode import describe_error
 from search.userdata import SPLITS, UserData, length, shapes, take
 
@@ -138,8 +137,7 @@ def _fit_epochs(model: keras.Model, data: UserData, batch_size: int) -> EpochRun
 def _graph_epochs(model: keras.Model, data: UserData, batch_size: int,
                   graph: EpochGraph) -> EpochRunner:
     # Converted once per trial, not once per epoch.
-    x, y, x_valid, y_valid = tf.nest.map_structure(
-        tf.constant, (data.x_train, data.y_train, data.x_valid, data.y_valid))
+    x, y, x_valid, y_valid = resident((data.x_train, data.y_train, data.x_valid, data.y_valid))
 
     def run(order: np.ndarray, epoch: int) -> dict[str, float]:
         with graph.holding(model):
@@ -206,7 +204,7 @@ def test_scores(model: keras.Model, data: UserData, batch_size: int, path: str =
         scores = model.evaluate(data.x_test, data.y_test, batch_size=batch_size, verbose=0,
                                 return_dict=True)
     else:
-        x, y = tf.nest.map_structure(tf.constant, (data.x_test, data.y_test))
+        x, y = resident((data.x_test, data.y_test))
         graph = graph or EpochGraph(model, path == "xla")
         with graph.holding(model):
             scores = graph.evaluate(x, y, batch_size)
