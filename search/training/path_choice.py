@@ -1,8 +1,8 @@
 """Which path trains a model, by a rule on its layers: once per study per architecture.
 
 Measured on this project's CPUs (README, "Training paths"): a whole epoch in one graph call
-is never slower than ``model.fit`` and up to 3.5x faster for small models; XLA doubles that
-again for dense networks, but its CPU convolutions are 5-15x slower than TensorFlow's, its
+is never slower than ``model.fit`` (1.4-10x faster); XLA is 2-4x faster again for dense
+networks, but its CPU convolutions are 10-35x slower than TensorFlow's, its
 random numbers for a Dropout layer 35x slower (and other ones), and it cannot compile some
 layers at all (image transforms). So:
 
@@ -93,7 +93,7 @@ def choose(model: keras.Model) -> Choice:
                "slowly"] if random else []
     if others:
         reasons.append(f"{', '.join(others)}: not among the layers XLA runs fast on a CPU "
-                       "(its convolutions are 5-15x slower)")
+                       "(its convolutions are 10-35x slower)")
     if reasons:
         return Choice("graph", "; ".join(reasons))
     return Choice("xla", "dense, normalization and reshaping layers only: one XLA call "
