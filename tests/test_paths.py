@@ -213,3 +213,75 @@ def test_float64_arrays_are_cast_as_model_fit_casts_them(data: UserData) -> None
     got = user_model.train(fresh(build_functional, data), wide, batch_size=16, epochs=1,
                            seed=5, path="graph")
     assert got[0] == pytest.approx(expected[0], rel=1e-5, abs=1e-6)
+
+
+def _scaled_loss(scale: float):
+    def loss(y_true, y_pred):  # serialized by its name alone: `scale` is in no config
+        return scale * keras.losses.sparse_categorical_crossentropy(y_true, y_pred)
+
+    return loss
+
+
+class _Inner(keras.Model):
+    """A subclassed model nested in a functional one; ``scale`` is not in its config."""
+
+    def __init__(self, scale: float = 1.0, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.dense, self.scale = keras.layers.Dense(4), scale
+
+    def call(self, inputs):
+        return self.dense(inputs) * self.scale
+
+
+def _nested(scale: float) -> keras.Model:
+    inputs = keras.Input((6,))
+    outputs = keras.layers.Dense(3, activation="softmax")(_Inner(scale)(inputs))
+    return _compiled(keras.Model(inputs, outputs))
+
+
+class _OwnTestStep(keras.Model):
+    def __init__(self) -> None:
+        super().__init__()
+        self.dense = keras.layers.Dense(3, activation="softmax")
+
+    def call(self, inputs):
+        return self.dense(inputs)
+
+    def test_step(self, data):
+        return {"err": keras.ops.mean(self(data[0]))}
+
+
+def test_what_no_configuration_shows_is_never_shared_and_steps_of_its_own_take_fit() -> None:
+    """A closure's parameters and a nested subclassed model's call are in no configuration:
+    such models keep graphs of their own. A model's own step returns logs only model.fit
+    reports; an averaging optimizer is swapped in by fit alone."""
+    from search.training.shared_graphs import sharing_key
+
+    keras.backend.clear_session()
+    plain = _compiled(keras.Sequential([keras.Input((6,)), keras.layers.Dense(3)]))
+    assert sharing_key(plain) is not None and sharing_key(dense()) is not None
+    custom_loss = keras.Sequential([keras.Input((6,)), keras.layers.Dense(3)])
+    custom_loss.compile(optimizer="adam", loss=_scaled_loss(5.0))
+    assert sharing_key(custom_loss) is None
+    assert sharing_key(_nested(100.0)) is None
+    assert path_choice.choose(_nested(100.0)).path == "graph"
+    assert "_Inner" in path_choice.summary(_nested(1.0))
+    own = _OwnTestStep()
+    own.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    assert path_choice.choose(own) == path_choice.Choice(
+        "fit", "the model defines its own test_step, whose logs model.fit reports")
+    averaged = dense()
+    averaged.compile(optimizer=keras.optimizers.Adam(use_ema=True),
+                     loss="sparse_categorical_crossentropy")
+    assert path_choice.choose(averaged).path == "fit"
+
+
+@pytest.mark.slow
+def test_splits_of_other_dtypes_each_get_their_trace(data: UserData) -> None:
+    """model.fit takes int64 test labels beside int32 training ones; so does a graph."""
+    other = UserData(data.x_train, data.y_train, data.x_valid, data.y_valid,
+                     data.x_test, data.y_test.astype(np.int64))
+    model = fresh(build_functional, data)
+    user_model.train(model, other, batch_size=16, epochs=1, seed=5, path="graph")
+    graph_scores = user_model.test_scores(model, other, 16, "graph")
+    assert graph_scores == pytest.approx(user_model.test_scores(model, other, 16), rel=1e-5)

@@ -54,12 +54,18 @@ def _spec(value: tf.Tensor) -> tf.TensorSpec:
     return tf.TensorSpec([None, *value.shape[1:]], value.dtype)
 
 
-def _loop(step: Step, xla: bool, x: Any, y: Any) -> Callable[..., None]:
+def _signature(x: Any, y: Any) -> list[Any]:
+    return [tf.nest.map_structure(_spec, x), tf.nest.map_structure(_spec, y),
+            tf.TensorSpec([None, None], tf.int32)]
+
+
+def _loop(step: Step, xla: bool, signature: list[Any]) -> Callable[..., None]:
     """``step`` applied to each batch of ``index`` ([steps, batch]) in one graph call.
 
     Traced once for any number of samples, steps and batch size (the signature leaves
     them open), so the full batches, the short last one, validation and test share one
-    trace; XLA still compiles once per shape, when first called with it.
+    trace (a split whose dtypes or sample shapes differ gets its own); XLA still compiles
+    once per shape, when first called with it.
     """
 
     def run(x: Any, y: Any, index: tf.Tensor) -> None:
@@ -70,8 +76,6 @@ def _loop(step: Step, xla: bool, x: Any, y: Any) -> Callable[..., None]:
 
         tf.while_loop(lambda i: i < tf.shape(index)[0], body, (tf.constant(0),))
 
-    signature = [tf.nest.map_structure(_spec, x), tf.nest.map_structure(_spec, y),
-                 tf.TensorSpec([None, None], tf.int32)]
     # autograph=False: tracing then never reads source files (an edit made while a study
     # runs would otherwise turn into the wrong function).
     return tf.function(run, input_signature=signature, jit_compile=xla, autograph=False)
@@ -92,8 +96,8 @@ class EpochGraph:
     def __init__(self, model: keras.Model, xla: bool) -> None:
         self.model, self.xla = model, xla
         model.optimizer.build(model.trainable_variables)
-        self._train: Callable[..., None] | None = None
-        self._test: Callable[..., None] | None = None
+        self._built = False
+        self._loops: dict[tuple[str, str], Callable[..., None]] = {}
 
     @contextlib.contextmanager
     def holding(self, model: keras.Model) -> Iterator[None]:
@@ -110,30 +114,27 @@ class EpochGraph:
         for variable, value in zip(theirs, mine, strict=True):
             variable.assign(value)
 
-    def _ready(self, x: Any, y: Any) -> None:
-        """Make the variables a traced step would otherwise create inside the loop (the
-        compiled loss's and metrics'): one eager test step on two samples."""
-        if self._train is None:
-            first = slice(0, 2)
-            self.model.test_step((take(x, first), take(y, first)))
-            self._train = _loop(self.model.train_step, self.xla, x, y)
-            self._test = _loop(self.model.test_step, self.xla, x, y)
-
-    def _run(self, loop: Callable[..., None], x: Any, y: Any,
-             order: np.ndarray, batch_size: int) -> dict[str, float]:
+    def _run(self, step: str, x: Any, y: Any, order: np.ndarray,
+             batch_size: int) -> dict[str, float]:
+        if not self._built:
+            # The variables a traced step would otherwise create inside the loop (the
+            # compiled loss's and metrics'): one eager test step on two samples.
+            self.model.test_step((take(x, slice(0, 2)), take(y, slice(0, 2))))
+            self._built = True
+        signature = _signature(x, y)
+        key = (step, repr(signature))
+        if key not in self._loops:
+            self._loops[key] = _loop(getattr(self.model, step), self.xla, signature)
         self.model.reset_metrics()
         for index in _batches(order, batch_size):
-            loop(x, y, tf.constant(index))
+            self._loops[key](x, y, tf.constant(index))
         return {name: float(value) for name, value in self.model.get_metrics_result().items()}
 
     def train_epoch(self, x: Any, y: Any, order: np.ndarray,
                     batch_size: int) -> dict[str, float]:
         """One epoch over the training tensors in ``order``; the logs ``model.fit`` gives."""
-        self._ready(x, y)
-        return self._run(self._train, x, y, order, batch_size)
+        return self._run("train_step", x, y, order, batch_size)
 
     def evaluate(self, x: Any, y: Any, batch_size: int) -> dict[str, float]:
         """The model's loss and metrics over a whole set, as ``model.evaluate`` gives them."""
-        self._ready(x, y)
-        order = np.arange(length(x), dtype=np.int32)
-        return self._run(self._test, x, y, order, batch_size)
+        return self._run("test_step", x, y, np.arange(length(x), dtype=np.int32), batch_size)

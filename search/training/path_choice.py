@@ -6,8 +6,10 @@ networks, but its CPU convolutions are 10-35x slower than TensorFlow's, its
 random numbers for a Dropout layer 35x slower (and other ones), and it cannot compile some
 layers at all (image transforms). So:
 
-- a model compiled with ``run_eagerly=True`` trains with ``model.fit`` ("fit"): it asked
-  for eager steps;
+- a model compiled with ``run_eagerly=True``, one with its own ``train_step`` or
+  ``test_step`` (``fit`` reports the logs they return), or whose optimizer keeps an average
+  of the weights (``use_ema``, which ``fit`` swaps in at its end) trains with ``model.fit``
+  ("fit");
 - a Sequential or functional model built only of Keras layers XLA runs well (dense,
   normalization, activation, reshaping, merging, embedding) and without random layers
   trains with XLA ("xla");
@@ -33,7 +35,7 @@ XLA_LAYERS = frozenset({
     "ELU", "PReLU", "Softmax", "BatchNormalization", "LayerNormalization",
     "UnitNormalization", "Rescaling", "Flatten", "Reshape", "Permute", "RepeatVector",
     "Identity", "Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum",
-    "Concatenate", "Dot",
+    "Concatenate", "Dot", "Sequential", "Functional",  # nested models: their layers count
 })
 _MODELS = frozenset({"Sequential", "Functional"})
 
@@ -49,10 +51,10 @@ def _is_keras(kind: type) -> bool:
 
 
 def layers_of(model: keras.Model) -> list[keras.layers.Layer]:
-    """Every layer of ``model``, nested models' layers in their place."""
+    """Every layer of ``model``: a nested model, then its layers."""
     found = []
     for layer in getattr(model, "layers", []):
-        found += layers_of(layer) if isinstance(layer, keras.Model) else [layer]
+        found += [layer, *layers_of(layer)] if isinstance(layer, keras.Model) else [layer]
     return found
 
 
@@ -80,6 +82,14 @@ def choose(model: keras.Model) -> Choice:
     """The path for ``model`` and why, in words for the log."""
     if model.run_eagerly:
         return Choice("fit", "the model was compiled with run_eagerly=True")
+    own = [name for name in ("train_step", "test_step")
+           if getattr(type(model), name) is not getattr(keras.Model, name)]
+    if own:
+        return Choice("fit", f"the model defines its own {' and '.join(own)}, whose logs "
+                             "model.fit reports")
+    if getattr(model.optimizer, "use_ema", False):
+        return Choice("fit", "its optimizer keeps an average of the weights (use_ema), "
+                             "which model.fit swaps in")
     kind = type(model)
     if kind.__name__ not in _MODELS or not _is_keras(kind):
         return Choice("graph", f"a subclassed model ({kind.__name__}): XLA may not "

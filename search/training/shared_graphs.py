@@ -15,6 +15,8 @@ aside: it is a variable, copied with the rest). Any other model keeps a graph of
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from typing import Any
 
 import keras
 
@@ -25,8 +27,25 @@ from search.training.path_choice import layers_of
 KEPT = 16  # graphs kept per worker; beyond that the oldest is dropped
 
 
+def _modules(config: Any) -> Iterator[str]:
+    """Every module a serialized configuration names (its classes' and functions')."""
+    if isinstance(config, dict):
+        if isinstance(config.get("module"), str):
+            yield config["module"]
+        for value in config.values():
+            yield from _modules(value)
+    elif isinstance(config, list | tuple):
+        for value in config:
+            yield from _modules(value)
+
+
 def sharing_key(model: keras.Model) -> str | None:
-    """What must be equal for two models to share a graph; None: the model cannot share."""
+    """What must be equal for two models to share a graph; None: the model cannot share.
+
+    A function of the user's (a loss, an activation, a regularizer) is serialized by its
+    name alone, so what it closes over is not in any configuration: every class and
+    function the model and its compiled loss and metrics name must be Keras's own.
+    """
     kinds = [type(model), *(type(layer) for layer in layers_of(model))]
     if type(model).__name__ not in ("Sequential", "Functional") or any(
             not kind.__module__.startswith("keras.") or kind.__name__ == "Lambda"
@@ -34,6 +53,9 @@ def sharing_key(model: keras.Model) -> str | None:
         return None
     compiled = {key: value for key, value in (model.get_compile_config() or {}).items()
                 if key != "optimizer"}
+    configs = [model.get_config(), compiled, model.optimizer.get_config()]
+    if any(not module.startswith("keras") for module in _modules(configs)):
+        return None
     return architecture_of(model) + json.dumps(compiled, sort_keys=True, default=repr)
 
 

@@ -84,12 +84,12 @@ class CompiledPath:
 class ModelPath:
     """Any compiled Keras model, trained by ``search.training.user_model`` on the path its
     study chose for its architecture (``chosen``: the study's record; an architecture the
-    record lacks gets ``path_choice``'s rule)."""
+    record lacks gets the definition's ``path``, or if that is "auto" the rule's)."""
 
     def __init__(self, builder: Callable[..., keras.Model], data: UserData,
-                 chosen: dict[str, dict[str, str]]) -> None:
+                 chosen: dict[str, dict[str, str]], path: str = "auto") -> None:
         self.builder, self.data, self.sizes = builder, data, data.describe()
-        self.chosen = chosen
+        self.chosen, self.path = chosen, path
         self.graphs = SharedGraphs()
 
     def build(self, arguments: dict[str, Any]) -> keras.Model:
@@ -100,7 +100,9 @@ class ModelPath:
 
     def name_of(self, model: keras.Model) -> str:
         recorded = self.chosen.get(path_choice.architecture(model))
-        return recorded["path"] if recorded else path_choice.choose(model).path
+        if recorded:
+            return recorded["path"]
+        return self.path if self.path != "auto" else path_choice.choose(model).path
 
     @staticmethod
     def state(model: keras.Model) -> list[Any]:

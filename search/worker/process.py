@@ -94,7 +94,8 @@ def work_here(options: RunOptions, storage: Storage, study: optuna.Study,
     with storage_errors(storage.url):
         chosen = study.user_attrs.get(points.PATHS, {})
     with CompiledTraining() as compiled:
-        path = ModelPath(builder, dataset, chosen) if builder is not None \
+        path = ModelPath(builder, dataset, chosen, options.definition.path) \
+            if builder is not None \
             else CompiledPath(compiled, dataset)
         objective = Objective(options.definition, path,
                               CheckpointStore(options.locations.artifacts,
