@@ -17,7 +17,13 @@ import tensorflow as tf
 from search.training import path_choice, user_model
 from search.training.copies import epoch_order
 from search.userdata import UserData
-from tests.test_user_model import build_augmented, build_functional, build_subclassed, fresh
+from tests.test_user_model import (
+    build_augmented,
+    build_functional,
+    build_subclassed,
+    fresh,
+    tiny_data,
+)
 
 tf.config.threading.set_intra_op_parallelism_threads(1)
 tf.config.threading.set_inter_op_parallelism_threads(1)
@@ -70,11 +76,7 @@ def test_an_architecture_is_its_layers_not_their_sizes_nor_the_learning_rate() -
 
 @pytest.fixture(scope="module")
 def data() -> UserData:
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(160, 6)).astype(np.float32)
-    y = (x[:, 0] + x[:, 1] > 0).astype(np.int32) + (x[:, 2] > 1).astype(np.int32)
-    return UserData(x_train=x[:100], y_train=y[:100], x_valid=x[100:130],
-                    y_valid=y[100:130], x_test=x[130:], y_test=y[130:])
+    return tiny_data()
 
 
 def plain_fit(model: keras.Model, data: UserData, epochs: int, seed: int) -> list[dict]:

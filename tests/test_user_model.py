@@ -87,13 +87,18 @@ def build_augmented(learning_rate: float = 0.01) -> keras.Model:
     return model
 
 
-@pytest.fixture(scope="module")
-def data() -> UserData:
+def tiny_data() -> UserData:
+    """160 random samples of 6 features, 3 classes: 100 to train, 30 to validate, 30 to test."""
     rng = np.random.default_rng(0)
     x = rng.normal(size=(160, 6)).astype(np.float32)
     y = (x[:, 0] + x[:, 1] > 0).astype(np.int32) + (x[:, 2] > 1).astype(np.int32)
     return UserData(x_train=x[:100], y_train=y[:100], x_valid=x[100:130],
                     y_valid=y[100:130], x_test=x[130:], y_test=y[130:])
+
+
+@pytest.fixture(scope="module")
+def data() -> UserData:
+    return tiny_data()
 
 
 def fresh(builder, data: UserData, global_seed: int = 0) -> keras.Model:

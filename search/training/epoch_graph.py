@@ -81,7 +81,7 @@ def _loop(step: Step, xla: bool, signature: list[Any]) -> Callable[..., None]:
     return tf.function(run, input_signature=signature, jit_compile=xla, autograph=False)
 
 
-def state_of(model: keras.Model) -> list[keras.Variable]:
+def state_variables(model: keras.Model) -> list[keras.Variable]:
     """Everything training changes, in a fixed order: the model's variables (weights,
     BatchNormalization statistics, seed states), then the optimizer's (iteration count,
     learning rate, moments)."""
@@ -107,7 +107,7 @@ class EpochGraph:
         if model is self.model:
             yield
             return
-        mine, theirs = state_of(self.model), state_of(model)
+        mine, theirs = state_variables(self.model), state_variables(model)
         for variable, value in zip(mine, theirs, strict=True):
             variable.assign(value)
         yield

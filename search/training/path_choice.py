@@ -2,9 +2,9 @@
 
 Measured on this project's CPUs (README, "Training paths"): a whole epoch in one graph call
 is never slower than ``model.fit`` (1.4-10x faster); XLA is 2-4x faster again for dense
-networks, but its CPU convolutions are 10-35x slower than TensorFlow's, its
-random numbers for a Dropout layer 35x slower (and other ones), and it cannot compile some
-layers at all (image transforms). So:
+networks, but its CPU convolutions are 10-35x slower than TensorFlow's, its random numbers
+make a Dropout MLP's epoch 6.6x slower (and differ from TensorFlow's), and it cannot
+compile some layers at all (image transforms). So:
 
 - a model compiled with ``run_eagerly=True``, one with its own ``train_step`` or
   ``test_step`` (``fit`` reports the logs they return), or whose optimizer keeps an average

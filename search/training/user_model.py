@@ -33,7 +33,7 @@ import numpy as np
 from search.errors import SearchError
 from search.training.copies import epoch_order
 from search.training.dropout import dropout_seeds
-from search.training.epoch_graph import EpochGraph, resident, state_of
+from search.training.epoch_graph import EpochGraph, resident, state_variables
 from search.usercode import describe_error
 from search.userdata import SPLITS, UserData, length, shapes, take
 
@@ -54,9 +54,6 @@ def reset_seeds(model: keras.Model, seed: int, epoch: int) -> None:
     states = seed_states(model)
     for state, value in zip(states, dropout_seeds(seed, epoch, len(states)), strict=True):
         state.assign(value.astype(state.dtype))
-
-
-state_variables = state_of  # what a checkpoint keeps
 
 
 def state_arrays(model: keras.Model) -> list[np.ndarray]:
