@@ -25,6 +25,7 @@ import numpy as np
 from search import definition_schema, knobs, model_sections
 from search.definition_schema import default
 from search.errors import SearchError
+from search.search_section import SearchPlan
 
 # The user's definitions, and by default their databases, checkpoints and artifacts: a
 # folder relative to the current one, never the installed package (site-packages is not the
@@ -38,7 +39,8 @@ class StudyDefinition:
     """A study's search space and budget, as read from ``studies/NAME.toml``."""
 
     name: str
-    search_space: dict[str, list[Any]]  # Optuna's values: hidden_units as "128-64"
+    # A list of Optuna's values (hidden_units as "128-64") or a range (search.ranges).
+    search_space: dict[str, Any]
     epochs: int = default("epochs")
     hidden_units: list[int] = dataclasses.field(
         default_factory=lambda: list(default("hidden_units")))
@@ -59,6 +61,7 @@ class StudyDefinition:
     data: dict[str, str] | None = None  # [data]: load = "module:function", or path = "x.npz"
     metric: str = model_sections.DEFAULT_METRIC  # [objective]
     direction: str = "maximize"
+    search: SearchPlan = SearchPlan()  # [search]: the grid, or a sampler and its budget
     file: str | None = None  # the definition's file; [model] and [data] files are beside it
     source: str = ""
 
@@ -72,7 +75,9 @@ class StudyDefinition:
 
     @property
     def grid(self) -> list[dict[str, Any]]:
-        """Every point of the search space, in a fixed order."""
+        """Every point of the search space, in a fixed order (a grid study's only)."""
+        if self.search.sampled:
+            raise ValueError(f"study {self.name!r} samples its configurations: it has no grid")
         names = list(self.search_space)
         values = itertools.product(*(self.search_space[name] for name in names))
         return [dict(zip(names, point, strict=True)) for point in values]
@@ -123,17 +128,14 @@ class StudyDefinition:
         keeps an equal budget, so it continues, and so do its checkpoints. Changing any of
         them later adds its key, and the study is refused as for any other change.
         """
-        budget = {
-            "search_space": self.search_space,
-            "epochs": self.epochs,
-            "hidden_units": self.hidden_units,
-            "validation_size": self.validation_size,
-            "train_size": self.train_size,
-            "seed": self.seed,
-        }
+        budget = {"search_space": self.search_space, "epochs": self.epochs,
+                  "hidden_units": self.hidden_units, "validation_size": self.validation_size,
+                  "train_size": self.train_size, "seed": self.seed}
         for key in ("learning_rate", "batch_size"):  # every stored study searched both
             if key not in self.search_space:
                 budget[key] = getattr(self, key)
+        if self.search.sampled:  # never trials, confirm or repeats: those may grow
+            budget["search"] = self.search.budget()
         if self.model is not None:
             del budget["hidden_units"]
             return {**budget, "model": self.model, "data": self.data,

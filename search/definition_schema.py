@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from search import knobs, model_sections
+from search import knobs, model_sections, search_section
 from search.errors import SearchError
 
 DEFAULT_MAX_ATTEMPTS = 3  # errors before a unit is given up; studies stored without one too
@@ -22,6 +22,7 @@ _SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
     "model": {},  # search.model_sections checks these three
     "data": {},
     "objective": {},
+    "search": {},  # search.search_section checks it: sampler, trials, confirm, seed, options
     "training": {
         "epochs": (int, 10),
         "batch_size": (int, 32),  # when the grid does not search it (Keras's default)
@@ -57,7 +58,7 @@ def _check_type(source: str, key: str, value: Any, expected: Any) -> None:
 
 
 def _search_space(document: dict[str, Any], source: str,
-                  builder: bool) -> dict[str, list[Any]]:
+                  builder: bool) -> dict[str, list[Any] | dict[str, Any]]:
     """The searched values as Optuna will hold them: the MLP's knobs, or any keyword
     argument of a [model] builder (and batch_size)."""
     for section in document:
@@ -93,9 +94,10 @@ def _section_values(document: dict[str, Any], source: str) -> dict[str, Any]:
 
 
 def checked_fields(document: dict[str, Any],
-                   source: str) -> tuple[dict[str, list[Any]], dict[str, Any]]:
-    """The search space (as Optuna will hold it) and the [training] and [storage] values of
-    a parsed definition, checked, defaults filled in; ``source`` names it in errors."""
+                   source: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The search space (as Optuna will hold it) and the [training], [storage] and [search]
+    values of a parsed definition, checked, defaults filled in; ``source`` names it in
+    errors."""
     model = model_sections.model_section(document, source)
     space = _search_space(document, source, builder=model is not None)
     fields = _section_values(document, source)
@@ -119,6 +121,8 @@ def checked_fields(document: dict[str, Any],
     # NumPy's and Keras's seeding accept only unsigned 32-bit seeds; fail here, not mid-study.
     if not 0 <= fields["seed"] < 2**32:
         raise SearchError(f"{source}: 'training.seed' must lie in 0..{2**32 - 1}")
+    fields.update(search_section.checked_search(document, source, space, training,
+                                                fields["seed"]))
     return space, fields
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from search import ranges
 from search.errors import SearchError
 
 # Names Keras resolves (keras.activations.get, keras.optimizers.get), spelled out here so
@@ -63,11 +64,24 @@ def layer_sizes(label: str) -> list[int]:
     return [int(units) for units in label.split("-")]
 
 
-def searched_values(source: str, key: str, values: Any) -> list[Any]:
-    """A [search_space] list checked, as Optuna will hold it (see ``units_label``)."""
+# Knobs a range may search: numbers on a scale (the others take lists only).
+_RANGED = {"learning_rate": False, "dropout": False, "batch_size": True}  # -> whole numbers
+
+
+def searched_values(source: str, key: str, values: Any) -> list[Any] | dict[str, Any]:
+    """A [search_space] list or range checked, as Optuna will hold it (see
+    ``units_label``)."""
     if key not in _PARAMETERS:  # the model would silently ignore it
         raise SearchError(f"{source}: {'search_space.' + key!r} is not a parameter of this "
                           f"model; it takes {', '.join(_PARAMETERS)}")
+    if ranges.is_range(values):
+        if key not in _RANGED:
+            raise SearchError(f"{source}: 'search_space.{key}' takes a list of values, not a "
+                              f"range (ranges: {', '.join(_RANGED)})")
+        spec = ranges.checked_range(source, key, values)
+        check, _, many = _PARAMETERS[key]
+        ranges.check_bounds(source, key, spec, check, many, integer=_RANGED[key])
+        return spec
     if not isinstance(values, list) or not values:
         raise SearchError(f"{source}: 'search_space.{key}' must be a non-empty list")
     check, _, many = _PARAMETERS[key]

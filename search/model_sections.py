@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from search import ranges
 from search.errors import SearchError
 
 DEFAULT_METRIC = "val_accuracy"
@@ -109,9 +110,26 @@ def objective_section(document: dict[str, Any], source: str) -> tuple[str, str]:
     return metric, direction
 
 
-def builder_values(source: str, key: str, values: Any) -> list[Any]:
-    """A [search_space] list for a [model] builder: values Optuna can store (numbers,
-    strings, booleans), none twice; batch_size, the service's, positive integers."""
+# Names whose meaning a range can be checked against, for any builder: batch_size is the
+# service's; the others mean what Keras's own arguments of those names mean.
+_CONVENTIONAL = {
+    "batch_size": (lambda v: v >= 1, "be positive whole numbers", True),
+    "units": (lambda v: v >= 1, "be positive whole numbers (a layer's units)", True),
+    "dropout": (lambda v: 0 <= v < 1, "lie in [0, 1) (a dropout rate)", False),
+    "learning_rate": (lambda v: v > 0, "be above 0", False),
+}
+
+
+def builder_values(source: str, key: str, values: Any) -> list[Any] | dict[str, Any]:
+    """A [search_space] list or range for a [model] builder: values Optuna can store
+    (numbers, strings, booleans), none twice; batch_size, the service's, positive integers;
+    a range of a conventional name (units, dropout, learning_rate) within what it means."""
+    if ranges.is_range(values):
+        spec = ranges.checked_range(source, key, values)
+        if key in _CONVENTIONAL:
+            check, must, integer = _CONVENTIONAL[key]
+            ranges.check_bounds(source, key, spec, check, must, integer)
+        return spec
     if not isinstance(values, list) or not values:
         raise SearchError(f"{source}: 'search_space.{key}' must be a non-empty list")
     wrong = [value for value in values if not isinstance(value, bool | int | float | str)]

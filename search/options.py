@@ -17,6 +17,7 @@ from pathlib import Path
 from search.definition import StudyDefinition
 from search.errors import SearchError
 from search.locations import Locations, locate
+from search.search_section import SearchPlan
 
 QUICK_TRAIN_SIZE = 2000
 
@@ -44,7 +45,9 @@ class RunOptions:
     @classmethod
     def from_json(cls, text: str) -> RunOptions:
         fields = json.loads(text)
-        fields["definition"] = StudyDefinition(**fields["definition"])
+        definition = fields["definition"]
+        fields["definition"] = StudyDefinition(**{**definition,
+                                                  "search": SearchPlan(**definition["search"])})
         fields["locations"] = Locations.from_dict(fields["locations"])
         return cls(**fields)
 

@@ -28,7 +28,7 @@ from search import definition as definitions
 from search.errors import Interrupted, SearchError
 from search.options import RunOptions, make_options
 from search.result import StudyResult
-from search.study import artifact_store, lifecycle, points
+from search.study import artifact_store, lifecycle, points, units
 from search.study.storage import Storage, open_storage, storage_errors
 from search.usercode import importable_name
 
@@ -131,7 +131,7 @@ def _open_study(options: RunOptions, storage: Storage) -> optuna.Study:
         _start_over(options, storage)
     study = lifecycle.open_study(storage, options.definition)
     if options.retry_failed:
-        retried = points.retry_given_up(study)
+        retried = units.retry_given_up(study)
         _say(options, f"retrying {len(retried)} given-up unit(s):" if retried
              else "no unit was given up; nothing to retry")
         for unit in retried:
@@ -161,7 +161,7 @@ def run(options: RunOptions, build: Builder | None = None,
     prepared = _prepare(options, build, data) if is_new else None
     with storage_errors(storage.url):
         study = _open_study(options, storage)
-        states = points.states(study)
+        states = units.states(study)
     failures: list[str] = []
     if not set(states) & set(points.UNFINISHED):
         # Optuna would run one duplicate trial on an exhausted grid: check first.
@@ -180,7 +180,7 @@ def run(options: RunOptions, build: Builder | None = None,
         failures = _train(options, storage, study, prepared)
     with storage_errors(storage.url):
         final = optuna.load_study(study_name=name, storage=storage.rdb)
-        return StudyResult(name, storage.display_url, final, points.states(final), failures,
+        return StudyResult(name, storage.display_url, final, units.states(final), failures,
                            locations.artifacts)
 
 

@@ -17,7 +17,7 @@ from optuna.trial import TrialState
 
 from search import definition, run
 from search.results import table
-from search.study import claims, lifecycle, points
+from search.study import claims, lifecycle, points, units
 from search.study.optuna_internals import study_id, trial_id
 from search.study.storage import open_storage
 from search.training.compiled import CompiledTraining
@@ -70,7 +70,7 @@ def test_a_failing_point_is_retried_then_reported_given_up(tmp_path, tiny_data, 
     assert sorted(ended) == [TrialState.COMPLETE, TrialState.FAIL, TrialState.FAIL]
     loaded = optuna.load_study(study_name="tiny", storage=storage.rdb)
     states = {status.unit.params["learning_rate"]: status.state(tiny.max_attempts)
-              for status in points.unit_status(loaded)}
+              for status in units.unit_status(loaded)}
     assert states == {0.001: "given up", 0.01: "complete"}
     text = table.summary(loaded)
     assert "1 of 2 grid points complete" in text
@@ -115,9 +115,9 @@ def _foreign_running_trial(storage, tiny, unit: points.Unit, heartbeat_age: floa
 def test_a_silent_foreign_worker_is_replaced_a_live_one_is_not(tmp_path, tiny_data):
     tiny = load_tiny(tmp_path)
     storage = open_storage(f"sqlite:///{tmp_path}/tiny.db")
-    units = points.units(tiny.grid, tiny.repeats)
-    stale = _foreign_running_trial(storage, tiny, units[0], heartbeat_age=3600)
-    alive = _foreign_running_trial(storage, tiny, units[1], heartbeat_age=0)
+    all_units = units.grid_units(tiny.grid, tiny.repeats)
+    stale = _foreign_running_trial(storage, tiny, all_units[0], heartbeat_age=3600)
+    alive = _foreign_running_trial(storage, tiny, all_units[1], heartbeat_age=0)
 
     assert run_worker(storage, tiny, tiny_data, trials=1) == [TrialState.COMPLETE]
     trials = {t.number: t for t in

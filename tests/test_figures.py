@@ -19,7 +19,7 @@ import sqlalchemy
 from search import definition as definitions
 from search.results import figures, grid_figure, statistics, table
 from search.results.table import PointRow
-from search.study import claims, lifecycle, points
+from search.study import claims, lifecycle, points, units
 from search.study.storage import open_storage
 
 FIGURES = ["best_point_curves.png", "heatmap.png", "validation_curves.png"]
@@ -64,9 +64,9 @@ def make_study(folder: Path, *, learning_rates: tuple = (0.0001, 0.001, 0.01),
     storage = open_storage(f"sqlite:///{folder}/s.db")
     without_fsync(storage.rdb.engine)
     study = lifecycle.open_study(storage, definitions.parse(text, "figures", "test"))
-    units = points.units(points.stored_grid(study), repeats)
-    complete = len(units) if complete is None else complete
-    for index, unit in enumerate(units[:complete + running]):
+    all_units = units.grid_units(units.stored_grid(study), repeats)
+    complete = len(all_units) if complete is None else complete
+    for index, unit in enumerate(all_units[:complete + running]):
         trial = claims.start_trial(study, storage, unit, 1, "test")
         if index >= complete:  # left RUNNING, as a worker mid-training leaves it
             continue

@@ -19,7 +19,7 @@ from optuna.trial import TrialState
 from search import definition, knobs
 from search.errors import SearchError
 from search.results import table
-from search.study import lifecycle, points
+from search.study import lifecycle, points, units
 from search.study.storage import open_storage
 from search.training.checkpoints import CheckpointStore
 from search.training.compiled import CompiledTraining
@@ -214,7 +214,7 @@ def test_a_grid_over_every_knob_runs_each_point_once_and_reads_back(tmp_path: Pa
         trials = [t for t in study.get_trials() if t.state == TrialState.COMPLETE]
         assert len(trials) == len(loaded.grid) == 32
         for trial in trials:
-            assert trial.params == points.stored_grid(study)[trial.system_attrs[points.UNIT][0]]
+            assert trial.params == units.stored_grid(study)[trial.system_attrs[points.UNIT][0]]
         assert {tuple(built["hidden_units"]) for built in objective.built} == {(128, 64), (512,)}
         shown = table.format_table(table.point_rows(study)[0])
         assert "128-64" in shown and "[128, 64]" not in shown

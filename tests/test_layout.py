@@ -21,7 +21,8 @@ LAYERS = (
     ("search.study", "search.training"),
     ("search.definition", "search.definition_schema", "search.knobs", "search.data",
      "search.options", "search.locations", "search.errors", "search.signals",
-     "search.usercode", "search.userdata", "search.datasets", "search.model_sections"),
+     "search.usercode", "search.userdata", "search.datasets", "search.model_sections",
+     "search.ranges", "search.search_section"),
 )
 MAX_MODULE_LINES, MAX_FUNCTION_LINES = 220, 40
 

@@ -18,7 +18,7 @@ from optuna.trial import TrialState
 from search import definition, signals
 from search.errors import SearchError
 from search.results import table
-from search.study import claims, lifecycle, points
+from search.study import claims, lifecycle, points, units
 from search.study.claim_table import current_owner
 from search.study.optuna_internals import study_id, trial_id
 from search.worker import loop
@@ -102,7 +102,7 @@ def test_every_unit_completes_exactly_once_with_replicates(storage) -> None:
     done = complete_units(study)
     assert len(done) == len(set(done)) == 12  # 4 points x 3 replicates
     assert {replicate for _, replicate in done} == {0, 1, 2}
-    assert points.states(study) == [points.COMPLETE] * 12
+    assert units.states(study) == [points.COMPLETE] * 12
 
 
 def test_the_objective_gets_the_params_of_the_claimed_unit(storage) -> None:
@@ -110,7 +110,7 @@ def test_the_objective_gets_the_params_of_the_claimed_unit(storage) -> None:
     study = run(storage, make_definition(repeats=2), objective)
     for trial in study.get_trials():
         point, replicate = trial.system_attrs[points.UNIT]
-        assert trial.params == points.stored_grid(study)[point]
+        assert trial.params == units.stored_grid(study)[point]
         assert trial.user_attrs[points.REPLICATE] == replicate
     assert len(objective.calls) == 8
 
@@ -169,7 +169,7 @@ def test_a_grid_listed_in_another_order_continues_exactly(storage) -> None:
 
 def test_a_damaged_grid_map_is_refused(storage) -> None:
     study = run(storage, make_definition(), trials=1)
-    grid = points.stored_grid(study)
+    grid = units.stored_grid(study)
     study.set_user_attr(points.GRID, [grid[0], grid[0], grid[2], grid[3]])
     with pytest.raises(SearchError, match="grid map does not match"):
         lifecycle.open_study(storage, make_definition())
@@ -184,30 +184,30 @@ def test_a_study_with_trials_but_no_stored_map_is_refused(storage) -> None:
 
 def test_an_error_leaves_the_unit_retrying_then_given_up(storage) -> None:
     study = run(storage, make_definition(), Scores(fail={(0, 0)}), trials=1)
-    assert points.states(study)[0] == points.RETRYING
+    assert units.states(study)[0] == points.RETRYING
     # The report says the same as the worker loop, which claims it again.
     rows, _ = table.point_rows(study)
-    params = points.stored_grid(study)[0]
+    params = units.stored_grid(study)[0]
     assert [row.state for row in rows if row.summary.params == params] == [points.RETRYING]
     assert claims.claim(study, storage, current_owner()).unit.point == 0
 
 
 def test_given_up_after_max_attempts_and_forgiven_by_retry(storage) -> None:
     study = run(storage, make_definition(), Scores(fail={(0, 0)}))
-    assert points.states(study) == [points.GIVEN_UP] + [points.COMPLETE] * 3
-    assert [unit.point for unit in points.retry_given_up(study)] == [0]
-    assert points.states(study)[0] == points.PENDING
+    assert units.states(study) == [points.GIVEN_UP] + [points.COMPLETE] * 3
+    assert [unit.point for unit in units.retry_given_up(study)] == [0]
+    assert units.states(study)[0] == points.PENDING
     run(storage, make_definition())
-    assert points.states(study) == [points.COMPLETE] * 4
+    assert units.states(study) == [points.COMPLETE] * 4
     assert [t.state for t in study.get_trials()].count(TrialState.FAIL) == 2
 
 
 def test_an_interruption_costs_no_attempt(storage) -> None:
     study = lifecycle.open_study(storage, make_definition())
     claimed = claims.claim(study, storage, current_owner())
-    assert points.states(study)[claimed.unit.id] == points.RUNNING
+    assert units.states(study)[claimed.unit.id] == points.RUNNING
     claims.mark_failed(storage, trial_id(claimed.trial), "interrupted after epoch 0: resumed")
-    assert points.states(study)[claimed.unit.id] == points.PENDING
+    assert units.states(study)[claimed.unit.id] == points.PENDING
 
 
 def test_a_dead_local_worker_is_failed_and_its_unit_reclaimed(storage) -> None:
@@ -231,7 +231,7 @@ def test_two_claims_of_one_unit_attempt_one_wins(storage) -> None:
 
 def test_unit_ids_stay_when_replicates_grow() -> None:
     grid = make_definition().grid
-    one, three = points.units(grid, 1), points.units(grid, 3)
+    one, three = units.grid_units(grid, 1), units.grid_units(grid, 3)
     assert [unit.id for unit in one] == [unit.id for unit in three[:4]]
     assert sorted(unit.id for unit in three) == list(range(12))
 

@@ -32,7 +32,7 @@ import optuna
 
 from search.errors import SearchError
 from search.results import table
-from search.study import artifact_store, points
+from search.study import artifact_store, points, units
 from search.study.points import format_params
 
 # Accuracies differ by at least one image in a validation set (1e-5 for 100,000 images);
@@ -103,7 +103,7 @@ def typical_replicate(validation: dict[int, float]) -> int:
 def _trial_of(study: optuna.Study, params: dict[str, Any],
               replicate: int) -> optuna.trial.FrozenTrial:
     key = points.canonical(params)
-    for status in points.unit_status(study):
+    for status in units.unit_status(study):
         if points.canonical(status.unit.params) == key and status.unit.replicate == replicate \
                 and status.complete is not None:
             return status.complete

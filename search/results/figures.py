@@ -28,7 +28,7 @@ from search.results import (  # noqa: E402
 )
 from search.results.table import PointRow, objective_of, point_rows  # noqa: E402
 from search.results.trial_figure import EPOCH_LABEL  # noqa: E402
-from search.study import points  # noqa: E402
+from search.study import points, units  # noqa: E402
 from search.study.points import format_params, format_value  # noqa: E402
 
 LINE_STYLES = ("-", "--", ":", "-.")
@@ -91,7 +91,7 @@ def plot_replicate_curves(trials: list[FrozenTrial], path: Path, title: str,
 def _complete_trials(study: optuna.Study) -> dict[str, list[FrozenTrial]]:
     """Each grid point's COMPLETE trials (one per finished replicate), by canonical params."""
     found: dict[str, list[FrozenTrial]] = {}
-    for status in points.unit_status(study):
+    for status in units.unit_status(study):
         if status.complete is not None:
             found.setdefault(points.canonical(status.unit.params), []).append(status.complete)
     return found
@@ -104,7 +104,7 @@ def plot_validation_overlay(study: optuna.Study, rows: list[PointRow], path: Pat
     thicker."""
     metric = points.objective_of(study)[0]
     trials = _complete_trials(study)
-    grid = points.stored_grid(study)
+    grid = units.stored_grid(study)
     # Each varying hyperparameter's values in the definition's order: its colours or styles.
     levels = {name: list(dict.fromkeys(format_value(point[name]) for point in grid))
               for name in grid[0]}

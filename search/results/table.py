@@ -16,17 +16,16 @@ from typing import Any
 import optuna
 
 from search.errors import SearchError
-from search.results import statistics
+from search.results import search_stage, statistics
 from search.results.statistics import PointSummary
 from search.results.verdict import Verdict, judge
-from search.study import points
+from search.study import points, stages, units
 from search.study.points import format_params, format_value
 
 # A point's state, from its units': the first of these that any unit is in.
 _POINT_STATES = (points.GIVEN_UP, points.RUNNING, points.RETRYING, points.PENDING)
 # A point's mark in the verdict column, the heatmap and the note ("" before it has results).
 BEST, CONTENDER, RULED_OUT = "best", "contender", "ruled out"
-# Keys a study's stored budget may name its objective under.
 
 
 @dataclasses.dataclass
@@ -35,6 +34,7 @@ class PointRow:
     state: str  # complete, or the most pressing state among its unfinished replicates
     repeats: int
     mark: str = ""  # BEST, CONTENDER or RULED_OUT once it has results
+    search_value: float | None = None  # a confirmed configuration's search run
 
     @property
     def best(self) -> bool:
@@ -45,15 +45,16 @@ def unit_rows(study: optuna.Study) -> list[points.UnitStatus]:
     if points.BUDGET not in study.user_attrs:
         raise SearchError(f"study '{study.study_name}' has no stored definition; "
                           "it was not made by search.run")
-    return points.unit_status(study)
+    return units.unit_status(study)
 
 
 def point_results(statuses: list[points.UnitStatus],
                   metric: str = points.DEFAULT_METRIC) -> list[statistics.PointResult]:
-    """Each grid point's COMPLETE replicates, in grid order, with their test scores of the
-    objective's ``metric``."""
+    """Each grid point's (or confirmed configuration's) COMPLETE replicates, in grid order,
+    with their test scores of the objective's ``metric``. A sampled study's search trials
+    never enter: the verdict reads its confirm stage alone."""
     by_point: dict[int, statistics.PointResult] = {}
-    for status in statuses:
+    for status in stages.configurations_confirmed(statuses):
         unit = status.unit
         result = by_point.setdefault(unit.point, statistics.PointResult(unit.params, {}, {}))
         if status.complete is not None:
@@ -74,7 +75,8 @@ def _judged(study: optuna.Study, results: list[statistics.PointResult]
             ) -> tuple[list[PointSummary], Verdict]:
     maximize, metric = objective_of(study)
     summaries = statistics.summarise(results, maximize)
-    return summaries, judge(summaries, maximize=maximize, metric=metric)
+    return summaries, judge(summaries, maximize=maximize, metric=metric,
+                            levels=not stages.is_sampled(study))
 
 
 def verdict_of(study: optuna.Study) -> Verdict:
@@ -87,7 +89,8 @@ def point_rows(study: optuna.Study) -> tuple[list[PointRow], Verdict]:
     statuses = unit_rows(study)
     limit = points.max_attempts(study)
     states: dict[str, list[str]] = {}
-    for status in statuses:
+    searched = search_stage.search_values(statuses)
+    for status in stages.configurations_confirmed(statuses):
         states.setdefault(points.canonical(status.unit.params), []).append(status.state(limit))
     summaries, verdict = _judged(study, point_results(statuses, points.objective_of(study)[0]))
     marks = {points.canonical(entry.params): CONTENDER for entry in verdict.contenders}
@@ -99,7 +102,8 @@ def point_rows(study: optuna.Study) -> tuple[list[PointRow], Verdict]:
         key = points.canonical(summary.params)
         unit_states = states[key]
         state = next((s for s in _POINT_STATES if s in unit_states), points.COMPLETE)
-        rows.append(PointRow(summary, state, len(unit_states), marks.get(key, "")))
+        rows.append(PointRow(summary, state, len(unit_states), marks.get(key, ""),
+                             searched.get(key)))
     return rows, verdict
 
 
@@ -116,7 +120,9 @@ def records(rows: list[PointRow]) -> list[dict[str, Any]]:
         ci = summary.ci95
         result.append({
             **{name: format_value(value) for name, value in summary.params.items()},
-            "n": f"{summary.n}/{row.repeats}", "mean": _number(summary.mean),
+            "n": f"{summary.n}/{row.repeats}",
+            **({"search": _number(row.search_value)} if row.search_value is not None else {}),
+            "mean": _number(summary.mean),
             "adjusted_mean": _number(summary.adjusted_mean),
             "std": _number(summary.std), "ci95": f"{ci[0]:.4f}-{ci[1]:.4f}" if ci else "-",
             "test_mean": _number(summary.test_mean), "state": row.state,
@@ -137,11 +143,32 @@ def format_table(rows: list[PointRow]) -> str:
 
 
 def progress_line(study: optuna.Study, rows: list[PointRow]) -> str:
+    if stages.is_sampled(study):
+        return _sampled_progress(study, rows)
     done_points = sum(row.state == points.COMPLETE for row in rows)
     trials = sum(row.summary.n for row in rows)
     repeats = rows[0].repeats if rows else 0
     return (f"study '{study.study_name}': {done_points} of {len(rows)} grid points complete, "
             f"{trials} of {len(rows) * repeats} trials ({repeats} replicate(s) per point)")
+
+
+def _sampled_progress(study: optuna.Study, rows: list[PointRow]) -> str:
+    search = search_stage.summarise(study, unit_rows(study), importance=False)
+    repeats = study.user_attrs.get(points.REPEATS, 1)
+    confirm = (f"confirm: {sum(row.summary.n for row in rows)} of {len(rows) * repeats} trials "
+               f"complete ({len(rows)} configuration(s) x {repeats} fresh seed(s))" if rows
+               else "confirm: starts once every search trial has ended")
+    return (f"study '{study.study_name}' ({study.user_attrs[points.BUDGET]['search']['sampler']}"
+            f"): search {search.ended} of {search.trials} trials ended; {confirm}")
+
+
+def _search_lines(study: optuna.Study, rows: list[PointRow]) -> list[str]:
+    """A sampled study's confirmed gaps and its search summary ([] for a grid)."""
+    if not stages.is_sampled(study):
+        return []
+    statuses, metric = unit_rows(study), points.objective_of(study)[0]
+    return ["", *search_stage.gap_lines([row.summary for row in rows], statuses, metric), "",
+            *search_stage.lines(search_stage.summarise(study, statuses), metric)]
 
 
 def _given_up_lines(study: optuna.Study) -> list[str]:
@@ -154,7 +181,7 @@ def summary(study: optuna.Study) -> str:
     """How much is done, the table of grid points, the verdict, and any given-up units."""
     rows, verdict = point_rows(study)
     return "\n".join([progress_line(study, rows), "", format_table(rows), "",
-                      *verdict.lines, *_given_up_lines(study)])
+                      *verdict.lines, *_search_lines(study, rows), *_given_up_lines(study)])
 
 
 def markdown(study: optuna.Study) -> str:
@@ -180,7 +207,13 @@ def to_json(study: optuna.Study) -> str:
     the same list under its old name, kept for one release."""
     rows, verdict = point_rows(study)
     found = [{**row.summary.to_json(), "state": row.state, "repeats": row.repeats,
-              "verdict": row.mark} for row in rows]
-    return json.dumps({"study": study.study_name, "points": found, "pairs": found,
-                       "verdict": verdict.to_json()}, indent=2)
+              "verdict": row.mark, **({"search_value": row.search_value}
+                                      if row.search_value is not None else {})}
+             for row in rows]
+    document = {"study": study.study_name, "points": found, "pairs": found,
+                "verdict": verdict.to_json()}
+    if stages.is_sampled(study):
+        summary = search_stage.summarise(study, unit_rows(study))
+        document["search"] = summary.to_json(search_stage.trial_stages(study))
+    return json.dumps(document, indent=2, default=str)
 

@@ -111,9 +111,11 @@ def _needed(standing: multiple.Standing, groups: int, proportion: bool,
 
 
 def judge(summaries: Sequence[PointSummary], alpha: float = ALPHA, maximize: bool = True,
-          metric: str | None = None) -> Verdict:
+          metric: str | None = None, levels: bool = True) -> Verdict:
     """The verdict on ``summaries`` (from ``statistics.summarise`` with the same
-    ``maximize``); ``metric`` names the objective in the lines (None: "objective")."""
+    ``maximize``); ``metric`` names the objective in the lines (None: "objective").
+    ``levels``: judge each hyperparameter's levels too (a grid's; sampled configurations
+    share no levels to average over)."""
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must lie strictly between 0 and 1, got {alpha!r}")
     completed = [summary for summary in summaries if summary.n > 0]
@@ -129,7 +131,7 @@ def judge(summaries: Sequence[PointSummary], alpha: float = ALPHA, maximize: boo
     replicates = max(summary.n for summary in completed)
     proportion = is_proportion(metric, [v for s in completed for v in s.validation.values()])
     needed = _needed(standing, len(completed), proportion, alpha)
-    found = marginals(completed, alpha, maximize, replicates)
+    found = marginals(completed, alpha, maximize, replicates) if levels else []
     method = wording.method(standing, alpha)
     lines = [wording.best_line(best, label, maximize),
              *wording.standing_lines(entries, standing, proportion, replicates, method,

@@ -18,7 +18,8 @@ import time
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from search.study import points
+from search import ranges
+from search.study import points, samplers, stages, units
 from search.study.claim_table import GRACE_PERIOD, Claim, is_alive
 from search.study.optuna_internals import (
     create_running_trial,
@@ -84,7 +85,10 @@ def _claim_row(study: optuna.Study, storage: Storage,
         if claim.unit not in latest or claim.attempt > latest[claim.unit].attempt:
             latest[claim.unit] = claim
     limit = points.max_attempts(study)
-    for status in points.unit_status(study, trials):
+    statuses = units.unit_status(study, trials)
+    if stages.is_sampled(study):
+        stages.record_confirmed(study, statuses)  # before any of their units is claimed
+    for status in statuses:
         if status.state(limit) not in points.CLAIMABLE:
             continue
         unit = status.unit
@@ -105,18 +109,34 @@ def _still_latest(study: optuna.Study, storage: Storage, unit: int, attempt: int
 
 def start_trial(study: optuna.Study, storage: Storage, unit: points.Unit, attempt: int,
                 owner: str) -> optuna.Trial:
-    """The RUNNING trial of a claimed attempt: its parameters, unit, claim and owner set."""
-    distributions = {name: optuna.distributions.CategoricalDistribution(values)
-                     for name, values in study.user_attrs[points.BUDGET]["search_space"].items()}
+    """The RUNNING trial of a claimed attempt: its parameters, unit, claim and owner set.
+
+    A search unit's first trial asks the sampler for its configuration (``search.study.
+    samplers``); every other trial is made with its unit's configuration."""
+    budget = study.user_attrs[points.BUDGET]
+    space, params = budget["search_space"], dict(unit.params)
+    user_attrs: dict[str, object] = {points.REPLICATE: unit.replicate}
+    unit_key: list[object] = [unit.point, unit.replicate]
+    if unit.stage != points.GRID_STAGE:
+        user_attrs[points.STAGE] = unit.stage
+        unit_key.append(unit.stage)
+    if unit.stage == points.SEARCH_STAGE and not params:
+        fixed = samplers.fixed_configuration(budget["search"], space, unit.id)
+        if fixed is None:  # an adaptive sampler: asked through the trial, below
+            study.sampler = samplers.adaptive_sampler(budget["search"], unit.id)
+        params = fixed or {}
+    distributions = ranges.distributions_of({name: space[name] for name in params})
     template = optuna.trial.FrozenTrial(
         number=-1, state=TrialState.RUNNING, value=None,
         datetime_start=datetime.datetime.now(), datetime_complete=None,
-        params=dict(unit.params), distributions=distributions,
-        user_attrs={points.REPLICATE: unit.replicate},
-        system_attrs={points.UNIT: [unit.point, unit.replicate],
-                      points.CLAIM: [unit.id, attempt], points.OWNER: owner},
+        params=params, distributions=distributions, user_attrs=user_attrs,
+        system_attrs={points.UNIT: unit_key, points.CLAIM: [unit.id, attempt],
+                      points.OWNER: owner},
         intermediate_values={}, trial_id=-1)
-    return create_running_trial(storage.rdb, study, template)
+    trial = create_running_trial(storage.rdb, study, template)
+    if len(params) < len(space):
+        samplers.sample_into(trial, space)
+    return trial
 
 
 def claim(study: optuna.Study, storage: Storage, owner: str) -> Claimed | None:

@@ -36,21 +36,40 @@ class ClaimedGridSampler(optuna.samplers.GridSampler):
         return
 
 
+def _sampler(definition: StudyDefinition) -> optuna.samplers.BaseSampler:
+    """The sampler a study opens with. A grid's never picks (its claims do); a sampled
+    study's is replaced per search unit by that unit's (``search.study.claims``)."""
+    if definition.search.sampled:
+        return optuna.samplers.RandomSampler(seed=definition.search.seed)
+    # Every worker builds the same sampler: the same value lists, the same seed.
+    return ClaimedGridSampler(definition.search_space, seed=definition.seed)
+
+
+# What a stored study may raise but never lower: its trials, confirmed configurations and
+# replicates (lowering would hide trials that ran).
+def _growing(definition: StudyDefinition) -> dict[str, int]:
+    grows = {points.REPEATS: definition.repeats}
+    if definition.search.sampled:
+        grows |= {points.TRIALS: definition.search.trials or 0,
+                  points.CONFIRM: definition.search.confirm}
+    return grows
+
+
 def open_study(storage: Storage, definition: StudyDefinition) -> optuna.Study:
     """Load the study, or create it with its definition, budget and grid map stored on it."""
-    # Every worker builds the same sampler: the same value lists, the same seed.
-    sampler = ClaimedGridSampler(definition.search_space, seed=definition.seed)
     study = optuna.create_study(study_name=definition.name, storage=storage.rdb,
-                                direction=definition.direction, sampler=sampler,
+                                direction=definition.direction, sampler=_sampler(definition),
                                 load_if_exists=True)
     attrs = study.user_attrs
-    budget, grid = points.normalised(definition.budget()), points.normalised(definition.grid)
+    budget = points.normalised(definition.budget())
     where = f"study '{definition.name}' in {storage.display_url}"
     if points.BUDGET not in attrs:
         study.set_user_attr(points.BUDGET, budget)
         study.set_user_attr(points.DEFINITION, definition.source)
-        study.set_user_attr(points.GRID, grid)
-        study.set_user_attr(points.REPEATS, definition.repeats)
+        if not definition.search.sampled:
+            study.set_user_attr(points.GRID, points.normalised(definition.grid))
+        for key, value in _growing(definition).items():
+            study.set_user_attr(key, value)
         study.set_user_attr(points.MAX_ATTEMPTS, definition.max_attempts)
         return study
     if attrs[points.BUDGET] != budget:
@@ -61,18 +80,29 @@ def open_study(storage: Storage, definition: StudyDefinition) -> optuna.Study:
         raise SearchError(
             f"{where} was started with another {', '.join(changed)}; give the changed study "
             "a new name (a new studies/*.toml) or pass --fresh to discard the stored trials")
-    _check_grid(study, grid, where)
-    stored_repeats = attrs.get(points.REPEATS, 1)
-    if definition.repeats < stored_repeats:
-        raise SearchError(
-            f"{where} already runs {stored_repeats} replicates per point; repeats = "
-            f"{definition.repeats} would hide trials: raise it or leave it at "
-            f"{stored_repeats} (or pass --fresh to start over)")
-    if definition.repeats > stored_repeats:  # growing: only the new replicates will run
-        study.set_user_attr(points.REPEATS, definition.repeats)
+    if not definition.search.sampled:
+        _check_grid(study, points.normalised(definition.grid), where)
+    for key, value in _growing(definition).items():
+        _grow(study, key, value, where)
     if attrs.get(points.MAX_ATTEMPTS) != definition.max_attempts:
         study.set_user_attr(points.MAX_ATTEMPTS, definition.max_attempts)
     return study
+
+
+_GROWING_WORDS = {points.REPEATS: "replicates per point", points.TRIALS:
+                  "search trials", points.CONFIRM: "confirmed configurations"}
+
+
+def _grow(study: optuna.Study, key: str, value: int, where: str) -> None:
+    """Raise a stored count to ``value`` (only what is new will run); never lower it."""
+    stored = study.user_attrs.get(key, 1 if key == points.REPEATS else 0)
+    if value < stored:
+        name = "repeats" if key == points.REPEATS else key
+        raise SearchError(
+            f"{where} already runs {stored} {_GROWING_WORDS[key]}; {name} = {value} would "
+            f"hide trials: raise it or leave it at {stored} (or pass --fresh to start over)")
+    if value > stored:
+        study.set_user_attr(key, value)
 
 
 def record_paths(study: optuna.Study,

@@ -1,10 +1,9 @@
-"""What each unit of a study is and what state it is in: the one module that decides it.
+"""What a unit of a study is, its states, and the names of everything stored on trials and
+studies; ``search.study.units`` decides which units a study has and what state each is in.
 
-A *unit* is one grid point at one replicate; exactly one COMPLETE trial finishes it. The grid
-map (the list of points, in order) and the number of replicates are stored on the study
-when it is created (``search.study.lifecycle``), so a unit's id never depends on how an
-Optuna release orders its grid. The worker loop, the progress view, the report and the study's
-note all read a unit's state from ``unit_status``:
+A *unit* is one grid point at one replicate, one search trial of a sampled study, or one
+fresh-seed replicate of a configuration its confirm stage re-trains; exactly one COMPLETE
+trial finishes it. Its states:
 
 - pending: never tried, or only interrupted (an interruption costs no attempt);
 - running: a trial holds it now;
@@ -20,7 +19,7 @@ import json
 from typing import Any
 
 import optuna
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import FrozenTrial
 
 from search.definition_schema import DEFAULT_MAX_ATTEMPTS
 from search.model_sections import DEFAULT_METRIC
@@ -60,6 +59,16 @@ FORGIVEN = "forgiven_errors"  # study user attribute {unit id: errors no longer 
 BUDGET = "budget"  # study user attribute: what the stored trials depend on
 DEFINITION = "definition"  # study user attribute: the definition file's text
 FINGERPRINTS = "fingerprints"  # study user attribute: {model, data} hashes of user code, data
+STAGE = "stage"  # trial user attribute of a sampled study: "search" or "confirm"
+TRIALS = "trials"  # study user attribute: a sampled study's search trials
+CONFIRM = "confirm"  # study user attribute: how many of the best configurations are confirmed
+CONFIRMED = "confirmed"  # study user attribute: search units whose configurations are confirmed
+
+# A unit's stage: a grid point's replicate, or a sampled study's search or confirm trial.
+GRID_STAGE, SEARCH_STAGE, CONFIRM_STAGE = "grid", "search", "confirm"
+# Confirm unit ids: above any search unit's, by configuration (its search unit) and replicate,
+# so they never depend on how many search trials the study runs.
+CONFIRM_BASE, REPLICATE_SLOTS = 1_000_000_000, 1000
 
 
 def normalised(value: Any) -> Any:
@@ -88,21 +97,27 @@ def canonical(params: dict[str, Any]) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class Unit:
-    point: int  # index into the grid map
+    point: int  # index into the grid map; a sampled study's search unit (its configuration)
     replicate: int
-    params: dict[str, Any]
-    grid_size: int
+    params: dict[str, Any]  # a search unit's are {} until its first trial samples them
+    grid_size: int  # the grid's points; a sampled study's search trials
+    stage: str = GRID_STAGE
 
     @property
     def id(self) -> int:
-        """Replicate-major, so raising the replicates keeps every existing unit's id."""
+        """Replicate-major on a grid, so raising the replicates keeps every existing unit's
+        id; a search unit's index; a confirm unit's id from its configuration's search unit."""
+        if self.stage == SEARCH_STAGE:
+            return self.point
+        if self.stage == CONFIRM_STAGE:
+            return CONFIRM_BASE + self.point * REPLICATE_SLOTS + self.replicate
         return self.replicate * self.grid_size + self.point
 
-
-def units(grid: list[dict[str, Any]], repeats: int) -> list[Unit]:
-    """Every unit, in the order workers take them: each point once, then each again."""
-    return [Unit(point, replicate, params, len(grid))
-            for replicate in range(repeats) for point, params in enumerate(grid)]
+    @property
+    def seed_replicate(self) -> int:
+        """Whose seed the unit trains with: its replicate's; a confirm replicate r takes
+        replicate r + 1's, so no confirm run repeats its configuration's search run (0)."""
+        return self.replicate + (self.stage == CONFIRM_STAGE)
 
 
 @dataclasses.dataclass
@@ -123,52 +138,6 @@ class UnitStatus:
         if counted >= max_attempts:
             return GIVEN_UP
         return RETRYING if counted > 0 else PENDING
-
-
-def stored_grid(study: optuna.Study) -> list[dict[str, Any]]:
-    """The study's grid map; a study from before maps were stored gets its budget's grid."""
-    if GRID in study.user_attrs:
-        return study.user_attrs[GRID]
-    space = study.user_attrs[BUDGET]["search_space"]
-    names = list(space)
-    grid: list[dict[str, Any]] = [{}]
-    for name in names:
-        grid = [{**point, name: value} for point in grid for value in space[name]]
-    return grid
-
-
-def _unit_of(trial: FrozenTrial, index: dict[str, int]) -> tuple[int, int] | None:
-    if UNIT in trial.system_attrs:
-        point, replicate = trial.system_attrs[UNIT]
-        return point, replicate
-    # A trial from before units were stored: its params name its point, replicate 0.
-    point = index.get(canonical(trial.params))
-    return None if point is None else (point, 0)
-
-
-def unit_status(study: optuna.Study,
-                trials: list[FrozenTrial] | None = None) -> list[UnitStatus]:
-    """Each unit of the study, in running order, with its trials summed up."""
-    grid = stored_grid(study)
-    index = {canonical(params): point for point, params in enumerate(grid)}
-    statuses = [UnitStatus(unit) for unit in units(grid, study.user_attrs.get(REPEATS, 1))]
-    by_key = {(status.unit.point, status.unit.replicate): status for status in statuses}
-    for unit_id, errors in study.user_attrs.get(FORGIVEN, {}).items():
-        if int(unit_id) < len(statuses):
-            statuses[int(unit_id)].forgiven = errors
-    for trial in trials if trials is not None else study.get_trials(deepcopy=False):
-        status = by_key.get(_unit_of(trial, index))
-        if status is None:
-            continue
-        if trial.state == TrialState.COMPLETE and status.complete is None:
-            status.complete = trial
-        elif trial.state == TrialState.RUNNING:
-            status.running = trial
-        elif trial.state == TrialState.FAIL:
-            failure = str(trial.user_attrs.get(FAILURE, ""))
-            status.last_failure = failure
-            status.errors += failure.startswith("error")
-    return statuses
 
 
 def objective_of(study: optuna.Study) -> tuple[str, str]:
@@ -193,24 +162,3 @@ def test_score(trial: FrozenTrial, metric: str) -> float | None:
 
 def max_attempts(study: optuna.Study) -> int:
     return study.user_attrs.get(MAX_ATTEMPTS, DEFAULT_MAX_ATTEMPTS)
-
-
-def states(study: optuna.Study) -> list[str]:
-    limit = max_attempts(study)
-    return [status.state(limit) for status in unit_status(study)]
-
-
-def retry_given_up(study: optuna.Study) -> list[Unit]:
-    """Give every given-up unit ``max_attempts`` new attempts; return those units.
-
-    The failed trials stay as they are (the record is never rewritten); the study only
-    notes how many of each unit's errors no longer count.
-    """
-    statuses = unit_status(study)
-    limit = max_attempts(study)
-    given_up = [status for status in statuses if status.state(limit) == GIVEN_UP]
-    if given_up:
-        forgiven = {str(s.unit.id): s.forgiven for s in statuses if s.forgiven}
-        forgiven.update({str(s.unit.id): s.errors for s in given_up})
-        study.set_user_attr(FORGIVEN, forgiven)
-    return [status.unit for status in given_up]

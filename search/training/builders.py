@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import keras
 
-from search import usercode
+from search import ranges, usercode
 from search.definition import StudyDefinition
 from search.errors import SearchError
 from search.study.points import format_params
@@ -40,7 +40,8 @@ def check(definition: StudyDefinition, builder: Builder, data: UserData) -> None
     where = definition.where("model.build")
     fixed = [key for key in definition.model if key != "build"]
     usercode.check_builder_arguments(builder, definition.search_space, fixed, where)
-    point = definition.grid[0]
+    # The first configuration it may be given: each list's first value, each range's low end.
+    point = {name: ranges.lowest(values) for name, values in definition.search_space.items()}
     keras.backend.clear_session()
     keras.utils.set_random_seed(definition.seed)
     try:
@@ -61,11 +62,14 @@ def fingerprint(definition: StudyDefinition, builder: Builder) -> str | None:
 def paths(definition: StudyDefinition, builder: Builder) -> dict[str, dict[str, str]]:
     """The path of each model architecture of the grid, by ``path_choice``'s rule:
     ``{architecture: {"path", "why", "layers"}}``. The built-in MLP has one, its own
-    compiled path. Points that differ only in learning rate build once."""
+    compiled path. Points that differ only in learning rate build once. A sampled study has
+    no grid: a worker records each architecture's path when it first builds it."""
     if definition.model is None:
         return {"mlp": {"path": "compiled", "why": "the built-in MLP's own whole-epoch XLA "
                         "loop", "layers": "the built-in MLP"}}
     chosen: dict[str, dict[str, str]] = {}
+    if definition.search.sampled:
+        return chosen
     built = set()
     for point in definition.grid:
         arguments = definition.model_arguments(point)

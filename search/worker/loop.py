@@ -22,7 +22,7 @@ from optuna.trial import FrozenTrial
 
 from search.errors import Interrupted, SearchError, StoreError
 from search.signals import held_interrupts, ignore_further_interrupts, raise_if_interrupted
-from search.study import claims, points
+from search.study import claims, points, units
 from search.study.claim_table import HEARTBEAT_INTERVAL, current_owner
 from search.study.optuna_internals import trial_id
 from search.study.storage import Storage
@@ -69,7 +69,7 @@ def _heartbeat(storage: Storage, running: int) -> Iterator[None]:
 
 
 def _unfinished(study: optuna.Study) -> bool:
-    return any(state in points.UNFINISHED for state in points.states(study))
+    return any(state in points.UNFINISHED for state in units.states(study))
 
 
 def work(storage: Storage, study: optuna.Study, trainer: UnitTrainer, *,

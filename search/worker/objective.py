@@ -21,6 +21,7 @@ import numpy as np
 import optuna
 import tensorflow as tf
 
+from search import ranges
 from search.definition import StudyDefinition
 from search.signals import raise_if_interrupted
 from search.study import points
@@ -89,6 +90,10 @@ class _TrialCallback(keras.callbacks.Callback):
 
 
 def checkpoint_name(unit: Unit) -> str:
+    """A grid unit's folder names its point and replicate; a sampled study's names its stage
+    and unit id, so two units never share one, whatever their configurations."""
+    if unit.stage != points.GRID_STAGE:
+        return f"{unit.stage}-{unit.id}"
     params = ",".join(f"{name}={value}" for name, value in unit.params.items())
     return f"{params},replicate={unit.replicate}"
 
@@ -147,9 +152,9 @@ class Objective:
 
     def __call__(self, trial: optuna.Trial, unit: Unit) -> float:
         definition = self.definition
-        params = {name: trial.suggest_categorical(name, values)
+        params = {name: ranges.suggest(trial, name, values)  # fixed when it was claimed
                   for name, values in definition.search_space.items()}
-        seed = definition.seed_for(unit.replicate)
+        seed = definition.seed_for(unit.seed_replicate)
         # Everything a checkpoint depends on; one made under another budget is not reused.
         key = {"params": params, "replicate": unit.replicate, **definition.budget()}
         # A fresh graph per trial keeps memory flat across trials; one seed per replicate

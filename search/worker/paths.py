@@ -70,7 +70,10 @@ class CompiledPath:
 
     def compile_ahead(self, definition: StudyDefinition) -> None:
         """Compile the grid's shapes on the spare core while the first trial trains: each
-        model architecture of the grid (in grid order) at each batch size."""
+        model architecture of the grid (in grid order) at each batch size. A sampled study's
+        shapes are not known ahead: each compiles when first trained."""
+        if definition.search.sampled:
+            return
         models: dict[str, keras.Model] = {}
         for point in definition.grid:
             arguments = definition.model_arguments(point)
@@ -81,15 +84,22 @@ class CompiledPath:
         self.compiled.compile_ahead(list(models.values()), self.data, sizes)
 
 
+# Records an architecture's path on the study; returns the choice in force (a stored one wins).
+Recorder = Callable[[str, dict[str, str]], dict[str, str]]
+
+
 class ModelPath:
     """Any compiled Keras model, trained by ``search.training.user_model`` on the path its
     study chose for its architecture (``chosen``: the study's record; an architecture the
-    record lacks gets the definition's ``path``, or if that is "auto" the rule's)."""
+    record lacks gets the definition's ``path``, or if that is "auto" the rule's, and with
+    ``record`` (a sampled study, whose architectures appear as they are sampled) that choice
+    is recorded on the study)."""
 
     def __init__(self, builder: Callable[..., keras.Model], data: UserData,
-                 chosen: dict[str, dict[str, str]], path: str = "auto") -> None:
+                 chosen: dict[str, dict[str, str]], path: str = "auto",
+                 record: Recorder | None = None) -> None:
         self.builder, self.data, self.sizes = builder, data, data.describe()
-        self.chosen, self.path = chosen, path
+        self.chosen, self.path, self.record = dict(chosen), path, record
         self.graphs = SharedGraphs()
 
     def build(self, arguments: dict[str, Any]) -> keras.Model:
@@ -99,10 +109,17 @@ class ModelPath:
         return model
 
     def name_of(self, model: keras.Model) -> str:
-        recorded = self.chosen.get(path_choice.architecture(model))
+        key = path_choice.architecture(model)
+        recorded = self.chosen.get(key)
         if recorded:
             return recorded["path"]
-        return self.path if self.path != "auto" else path_choice.choose(model).path
+        choice = path_choice.choose(model) if self.path == "auto" \
+            else path_choice.Choice(self.path, "the study's [training] path")
+        if self.record is None:
+            return choice.path
+        self.chosen[key] = self.record(key, {"path": choice.path, "why": choice.why,
+                                             "layers": path_choice.summary(model)})
+        return self.chosen[key]["path"]
 
     @staticmethod
     def state(model: keras.Model) -> list[Any]:

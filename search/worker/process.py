@@ -19,7 +19,7 @@ import optuna
 
 from search.data import Dataset
 from search.options import RunOptions
-from search.study import points
+from search.study import lifecycle, points
 from search.study.storage import Storage, storage_errors
 from search.training.checkpoints import CheckpointStore
 from search.userdata import UserData
@@ -71,6 +71,21 @@ def _both(*listeners: Callable[[optuna.trial.FrozenTrial], None] | None
     return call
 
 
+def _path_recorder(storage: Storage, study: optuna.Study
+                   ) -> Callable[[str, dict[str, str]], dict[str, str]]:
+    """Records a sampled study's new architecture's path, and says so once (the worker that
+    records it first)."""
+    def record(key: str, choice: dict[str, str]) -> dict[str, str]:
+        with storage_errors(storage.url):
+            in_force = lifecycle.record_paths(study, {key: choice})[key]
+        if "recorded" not in in_force:
+            print(f"training path: {in_force['path']} for {in_force['layers']} "
+                  f"({in_force['why']})", file=sys.stderr)
+        return in_force
+
+    return record
+
+
 def work_here(options: RunOptions, storage: Storage, study: optuna.Study,
               dataset: Dataset | UserData, builder: Callable[..., Any] | None = None,
               on_trial_end: Callable[[optuna.trial.FrozenTrial], None] | None = None,
@@ -93,8 +108,9 @@ def work_here(options: RunOptions, storage: Storage, study: optuna.Study,
     trial_end = _both(on_trial_end, progress and progress.trial_end)
     with storage_errors(storage.url):
         chosen = study.user_attrs.get(points.PATHS, {})
+    record = _path_recorder(storage, study) if options.definition.search.sampled else None
     with CompiledTraining() as compiled:
-        path = ModelPath(builder, dataset, chosen, options.definition.path) \
+        path = ModelPath(builder, dataset, chosen, options.definition.path, record) \
             if builder is not None \
             else CompiledPath(compiled, dataset)
         objective = Objective(options.definition, path,

@@ -11,7 +11,7 @@ import time
 
 import optuna
 
-from search.study import points
+from search.study import points, units
 from search.study.points import Unit, format_params
 
 
@@ -36,7 +36,7 @@ class Progress:
     """Listens to one worker's trials and epochs."""
 
     def __init__(self, study: optuna.Study) -> None:
-        statuses = points.unit_status(study)
+        statuses = units.unit_status(study)
         self.repeats = study.user_attrs.get(points.REPEATS, 1)
         self.epochs = study.user_attrs[points.BUDGET]["epochs"]
         self.metric = points.objective_of(study)[0]
