@@ -76,7 +76,7 @@ def installed(tmp_path_factory) -> dict:
     _copy_source(source)
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w",
                     str(root / "dist"), str(source)], check=True, timeout=300)
-    wheel = next((root / "dist").glob("keras_grid_search-*.whl"))
+    wheel = next((root / "dist").glob("keras_optuna_search-*.whl"))
     venv = root / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     python = venv / "bin" / "python"

@@ -149,6 +149,8 @@ def claim(study: optuna.Study, storage: Storage, owner: str) -> Claimed | None:
         unit, attempt = claimed
         trial = start_trial(study, storage, unit, attempt, owner)
         if _still_latest(study, storage, unit.id, attempt):
+            if not unit.params:  # a search unit's first trial has just sampled it
+                unit = dataclasses.replace(unit, params=dict(trial.params))
             return Claimed(unit, trial)
         mark_failed(storage, trial_id(trial), "superseded: the unit was claimed again")
     return None

@@ -35,7 +35,8 @@ def _qmc_point(search: dict[str, Any], dimensions: int, unit: int) -> np.ndarray
                           seed=search["seed"])
     with warnings.catch_warnings():  # Sobol's "balance properties" warning: one point a unit
         warnings.simplefilter("ignore")
-        engine.fast_forward(unit)
+        if unit:  # SciPy's Sobol cannot fast-forward by nothing
+            engine.fast_forward(unit)
         return engine.random(1)[0]
 
 

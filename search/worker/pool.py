@@ -46,7 +46,9 @@ class StudyMonitor:
 
     def _name(self, trial: optuna.trial.FrozenTrial) -> str:
         replicate = trial.user_attrs.get(points.REPLICATE, 0)
-        return f"#{trial.number} {format_params(trial.params)} replicate {replicate + 1}"
+        stage = trial.user_attrs.get(points.STAGE)
+        return (f"#{trial.number} {stage + ' ' if stage else ''}{format_params(trial.params)}"
+                f"{'' if stage == points.SEARCH_STAGE else f' replicate {replicate + 1}'}")
 
     def _say(self, text: str) -> None:
         if self.show:

@@ -27,9 +27,16 @@ def format_seconds(seconds: float) -> str:
 
 
 def describe_unit(unit: Unit, repeats: int) -> str:
-    """``point 4 of 9, replicate 2 of 3: learning_rate=0.001 batch_size=32``."""
-    return (f"point {unit.point + 1} of {unit.grid_size}, replicate {unit.replicate + 1} of "
-            f"{repeats}: {format_params(unit.params)}")
+    """``point 4 of 9, replicate 2 of 3: learning_rate=0.001 batch_size=32``; a sampled
+    study's ``search trial 4 of 40: ...`` or ``confirm run 2 of 3 of search trial 7: ...``."""
+    if unit.stage == points.SEARCH_STAGE:
+        where = f"search trial {unit.point + 1} of {unit.grid_size}"
+    elif unit.stage == points.CONFIRM_STAGE:
+        where = f"confirm run {unit.replicate + 1} of {repeats} of search trial {unit.point + 1}"
+    else:
+        where = f"point {unit.point + 1} of {unit.grid_size}, replicate {unit.replicate + 1} " \
+                f"of {repeats}"
+    return f"{where}: {format_params(unit.params)}"
 
 
 class Progress:
