@@ -15,6 +15,12 @@ validation accuracy is closest to the point's mean, ties going to the lower repl
 The best replicate would be the luckiest seed, its validation score inflated by the very
 noise the replicates average out; the typical one is what the point delivers. Test accuracy
 plays no part in the choice: it is only printed, as stored on the chosen trial.
+
+A sampled study's best point is its best confirmed configuration, and its replicates are its
+confirm stage's runs alone: the search run that chose it has the same params (and replicate
+0) but is never exported for it. A sampled study that confirms nothing (``confirm = 0``) has
+no replicates: its best search trial's model is exported, and the line says it is one
+unconfirmed run.
 """
 
 from __future__ import annotations
@@ -31,8 +37,8 @@ from typing import Any
 import optuna
 
 from search.errors import SearchError
-from search.results import table
-from search.study import artifact_store, points, units
+from search.results import search_stage, table
+from search.study import artifact_store, points, stages, units
 from search.study.points import format_params
 
 # Accuracies differ by at least one image in a validation set (1e-5 for 100,000 images);
@@ -53,6 +59,9 @@ class ExportedModel:
     test_accuracy: float | None  # as stored on the trial: never used to choose
     metric: str = "val_accuracy"  # what validation_accuracy and its mean measure
     modules: list[str] = dataclasses.field(default_factory=list)  # the user's, to load it
+    # Set when the model is one unconfirmed search run (confirm = 0): the search trials it
+    # was the best of. Its replicate is then 0 of 1 and its mean its own value.
+    search_trials: int = 0
 
     def line(self) -> str:
         test = "none stored" if self.test_accuracy is None else f"{self.test_accuracy:.4f}"
@@ -60,11 +69,16 @@ class ExportedModel:
         needs = "" if not self.modules else (
             f"; loading it needs {', '.join(self.modules)} importable (run from the study "
             "file's folder, or put that folder on PYTHONPATH)")
-        return (f"exported trial {self.trial_number} ({format_params(self.params)}, replicate "
-                f"{self.replicate + 1} of {self.replicates}: {measured} "
-                f"{self.validation_accuracy:.4f}, the closest to the point's mean "
-                f"{self.mean_validation_accuracy:.4f}; stored test accuracy {test}) to "
-                f"{self.path}{needs}")
+        if self.search_trials:
+            which = (f"one unconfirmed search run, the best of {self.search_trials}: "
+                     f"{measured} {self.validation_accuracy:.4f}, likely inflated by its "
+                     "seed's luck, as [search] confirm = 0 re-trained nothing")
+        else:
+            which = (f"replicate {self.replicate + 1} of {self.replicates}: {measured} "
+                     f"{self.validation_accuracy:.4f}, the closest to the point's mean "
+                     f"{self.mean_validation_accuracy:.4f}")
+        return (f"exported trial {self.trial_number} ({format_params(self.params)}, {which}; "
+                f"stored test accuracy {test}) to {self.path}{needs}")
 
 
 def modules_needed(path: Path) -> list[str]:
@@ -103,7 +117,9 @@ def typical_replicate(validation: dict[int, float]) -> int:
 def _trial_of(study: optuna.Study, params: dict[str, Any],
               replicate: int) -> optuna.trial.FrozenTrial:
     key = points.canonical(params)
-    for status in units.unit_status(study):
+    # A sampled study's search run shares its configuration's params and replicate 0, but is
+    # not one of the replicates the verdict averaged: only confirm units are looked at.
+    for status in stages.configurations_confirmed(units.unit_status(study)):
         if points.canonical(status.unit.params) == key and status.unit.replicate == replicate \
                 and status.complete is not None:
             return status.complete
@@ -156,9 +172,13 @@ def export_best_model(study: optuna.Study, path: str | Path,
     store cannot be reached, or ``path`` cannot be written.
     """
     path = Path(path)
+    sampled = stages.is_sampled(study)
+    if sampled and study.user_attrs.get(points.CONFIRM, 0) == 0:
+        return _export_search_run(study, path, str(artifacts))
     best = table.verdict_of(study).best
     if best is None or best.mean is None:
-        raise SearchError(f"study '{study.study_name}' has no complete trial yet: no model to "
+        what = "confirmed configuration with a complete trial" if sampled else "complete trial"
+        raise SearchError(f"study '{study.study_name}' has no {what} yet: no model to "
                           "export; run it first")
     replicate = typical_replicate(best.validation)
     trial = _trial_of(study, best.params, replicate)
@@ -169,3 +189,24 @@ def export_best_model(study: optuna.Study, path: str | Path,
                          best.validation[replicate], best.mean,
                          trial.user_attrs.get(points.TEST_ACCURACY),
                          points.objective_of(study)[0], modules_needed(path))
+
+
+def _export_search_run(study: optuna.Study, path: Path, artifacts: str) -> ExportedModel:
+    """A study that confirms nothing has no replicates to average: write its best search
+    trial's model (ties to the earlier search unit, as the confirm stage would rank them)."""
+    statuses = units.unit_status(study)
+    search = {status.unit.id: status for status in statuses
+              if status.unit.stage == points.SEARCH_STAGE}
+    maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
+    best = stages.best_configurations(list(search.values()), 1, maximize)
+    if not best:
+        raise SearchError(f"study '{study.study_name}' has no complete trial yet: no model to "
+                          "export; run it first")
+    chosen = search[best[0]]
+    trial, params = chosen.complete, chosen.unit.params
+    _copy_out(artifacts, _artifact_id(trial, f"{format_params(params)}, search trial"), path,
+              trial)
+    return ExportedModel(path, trial.number, dict(params), 0, 1, trial.value, trial.value,
+                         trial.user_attrs.get(points.TEST_ACCURACY),
+                         points.objective_of(study)[0], modules_needed(path),
+                         search_trials=len(search_stage.search_trials(statuses)))

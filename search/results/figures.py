@@ -2,7 +2,8 @@
 overlay of every point's mean validation curve.
 
 ``write_all(study, folder)`` writes them for the report. This module draws the curves; the
-grid is ``search.results.grid_figure``'s, and each trial's own figure for optuna-dashboard
+grid is ``search.results.grid_figure``'s, a sampled study's search stage
+``search.results.search_figures``'s, and each trial's own figure for optuna-dashboard
 ``search.results.trial_figure``'s.
 """
 
@@ -23,12 +24,13 @@ from optuna.trial import FrozenTrial  # noqa: E402
 from search.results import (  # noqa: E402
     grid_figure,
     plotting,
-    trial_figure,  # noqa: E402
+    search_figures,
+    trial_figure,
     wording,
 )
 from search.results.table import PointRow, objective_of, point_rows  # noqa: E402
 from search.results.trial_figure import EPOCH_LABEL  # noqa: E402
-from search.study import points, units  # noqa: E402
+from search.study import points, stages, units  # noqa: E402
 from search.study.points import format_params, format_value  # noqa: E402
 
 LINE_STYLES = ("-", "--", ":", "-.")
@@ -88,10 +90,12 @@ def plot_replicate_curves(trials: list[FrozenTrial], path: Path, title: str,
 
 
 
-def _complete_trials(study: optuna.Study) -> dict[str, list[FrozenTrial]]:
-    """Each grid point's COMPLETE trials (one per finished replicate), by canonical params."""
+def _complete_trials(statuses: list[points.UnitStatus]) -> dict[str, list[FrozenTrial]]:
+    """Each grid point's (or confirmed configuration's) COMPLETE trials, one per finished
+    replicate, by canonical params. A sampled study's search trials are left out: the one
+    that chose a configuration shares its params, but it is not one of its replicates."""
     found: dict[str, list[FrozenTrial]] = {}
-    for status in units.unit_status(study):
+    for status in stages.configurations_confirmed(statuses):
         if status.complete is not None:
             found.setdefault(points.canonical(status.unit.params), []).append(status.complete)
     return found
@@ -103,7 +107,7 @@ def plot_validation_overlay(study: optuna.Study, rows: list[PointRow], path: Pat
     replicates: colour = first varying hyperparameter, line style = second, the best point
     thicker."""
     metric = points.objective_of(study)[0]
-    trials = _complete_trials(study)
+    trials = _complete_trials(units.unit_status(study))
     grid = units.stored_grid(study)
     # Each varying hyperparameter's values in the definition's order: its colours or styles.
     levels = {name: list(dict.fromkeys(format_value(point[name]) for point in grid))
@@ -130,20 +134,28 @@ def plot_validation_overlay(study: optuna.Study, rows: list[PointRow], path: Pat
 
 
 def write_all(study: optuna.Study, out_dir: str | Path) -> list[Path]:
-    """Write the report's figures into ``out_dir`` and return them; only ``heatmap.png``
-    is written before a replicate has finished."""
+    """Write the report's figures into ``out_dir`` and return them. A grid study's are its
+    best point's curves, its heatmap (written before a replicate has finished too) and its
+    overlay; a sampled study's are its best confirmed configuration's curves and its search
+    stage's figures (``search_figures``)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows, _ = point_rows(study)
+    statuses = units.unit_status(study)
+    sampled = stages.is_sampled(study)
     written = []
     best = next((row for row in rows if row.best), None)
     maximize, metric = objective_of(study)
     if best is not None:
-        trials = _complete_trials(study)[points.canonical(best.summary.params)]
+        trials = _complete_trials(statuses)[points.canonical(best.summary.params)]
+        params = format_params(best.summary.params)
+        title = (f"{study.study_name}: best confirmed configuration, its confirm stage's runs"
+                 f"\n{params}") if sampled else f"{study.study_name}: best grid point {params}"
         written.append(plot_replicate_curves(
-            trials, out_dir / "best_point_curves.png",
-            f"{study.study_name}: best grid point {format_params(best.summary.params)}",
+            trials, out_dir / "best_point_curves.png", title,
             metric, "model" not in study.user_attrs[points.BUDGET]))
+    if sampled:  # no grid to map; its configurations' curves are the search figures' points
+        return written + search_figures.write_search(study, statuses, out_dir)
     written.append(grid_figure.plot_heatmap(
         study.study_name, study.user_attrs[points.BUDGET]["search_space"], rows,
         out_dir / "heatmap.png", wording.label(metric), maximize))

@@ -17,6 +17,8 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")  # files only; no display is needed or wanted
+import matplotlib.figure  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 import optuna  # noqa: E402
 import optuna.visualization.matplotlib  # noqa: E402
@@ -29,21 +31,37 @@ logger = logging.getLogger(__name__)
 HISTORY, SLICE, IMPORTANCES = "search_history.png", "search_slice.png", "search_importances.png"
 
 
-def _drawn(draw: Callable[[], Any], path: Path, title: str) -> Path | None:
-    """Save what ``draw`` (an Optuna plot) returns under ``title``; None when Optuna cannot
-    draw it yet (importances of too few or all-equal configurations)."""
+def _readable_log_axes(figure: matplotlib.figure.Figure) -> None:
+    """Label a log axis at 1, 2 and 5 times each power of ten, as plain numbers: Optuna's
+    labels of its minor ticks (2x10^-3, 3x10^-3, ...) overlap on a narrow slice panel."""
+    for axis in figure.axes:
+        if axis.get_xscale() == "log":
+            axis.xaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+            axis.xaxis.set_major_formatter(
+                matplotlib.ticker.FuncFormatter(lambda value, _: f"{value:g}"))
+            axis.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+
+
+def _drawn(plot: Callable[..., Any], study: optuna.Study, target: str, path: Path,
+           title: str) -> Path | None:
+    """Save Optuna's ``plot`` of ``study`` under ``title``; None when Optuna cannot draw it
+    yet (the importances of configurations that do not vary)."""
     # Optuna's plots switch matplotlib to its ggplot style for good; the context keeps that
     # to their own figures, so the report's other figures look as they always did.
     with warnings.catch_warnings(), matplotlib.rc_context():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         try:
-            axes = draw()
+            axes = plot(study, target_name=target)
         except (ValueError, RuntimeError) as error:
             logger.info("%s not drawn: %s", path.name, error)
             return None
         # One Axes, or an array of them (a slice per parameter): all share one figure.
         figure = np.asarray(axes).flat[0].get_figure()
         figure.suptitle(title)
+        _readable_log_axes(figure)
+        # The slice's colour bar takes room from its panels, which tight_layout (the save's
+        # default) cannot arrange; constrained layout can.
+        figure.set_layout_engine("constrained")
         return plotting.save(figure, path)
 
 
@@ -55,15 +73,13 @@ def write_search(study: optuna.Study, statuses: list[points.UnitStatus],
     count = len(search.trials)
     if count == 0:
         return []
-    metric = points.objective_of(study)[0]
-    title = (f"{study.study_name}: the search stage's {count} complete trial(s), one run "
-             "each (the confirm stage's re-runs are not shown)")
-    target = wording.label(metric)
+    title = (f"{study.study_name}: the search stage's {count} complete trial(s), one run each"
+             "\n(the confirm stage's re-runs on fresh seeds are not shown)")
+    target = wording.label(points.objective_of(study)[0])
     plots = optuna.visualization.matplotlib
-    figures = [(HISTORY, lambda: plots.plot_optimization_history(search, target_name=target)),
-               (SLICE, lambda: plots.plot_slice(search, target_name=target))]
+    drawings = {HISTORY: plots.plot_optimization_history, SLICE: plots.plot_slice}
     if count >= 2:  # one trial has no importance to measure
-        figures.append((IMPORTANCES, lambda: plots.plot_param_importances(search,
-                                                                           target_name=target)))
-    written = (_drawn(draw, out_dir / name, title) for name, draw in figures)
+        drawings[IMPORTANCES] = plots.plot_param_importances
+    written = (_drawn(plot, search, target, out_dir / name, title)
+               for name, plot in drawings.items())
     return [path for path in written if path is not None]

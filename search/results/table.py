@@ -190,7 +190,7 @@ def markdown(study: optuna.Study) -> str:
     data = records(rows)
     headers = list(data[0]) if data else []
     lines = [f"### {progress_line(study, rows)}", "",
-             *(f"- {line}" for line in verdict.lines), "",
+             *(f"- {line}" for line in verdict.lines + _search_lines(study, rows) if line), "",
              "| " + " | ".join(headers) + " |", "|" + " ---: |" * len(headers)]
     lines += ["| " + " | ".join(str(r[h]) for h in headers) + " |" for r in data]
     lines += ["", "mean, std (n-1) and the 95 % interval: the last epoch's validation value "
