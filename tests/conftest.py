@@ -100,10 +100,14 @@ def _no_storage_from_the_environment():
 def _signal_handlers():
     """search.run.main() installs the CLI's Ctrl-C and SIGTERM handling; tests that call it
     in this process must not leave it behind for the rest of the session."""
+    from search import signals
+
     handlers = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
     yield
     for number, handler in handlers.items():
         signal.signal(number, handler)
+    # Nor a noted interrupt: a test that sends one would stop the next test's worker loop.
+    signals._interrupted.clear()
 
 
 @pytest.fixture(autouse=True)

@@ -110,7 +110,7 @@ def test_the_new_venv_imports_the_wheel_not_the_working_tree(installed: dict,
     assert found["search"].startswith(site) and found["mnist"].startswith(site)
     assert not any("editable" in finder for finder in found["finders"])
     assert found["known"] == [[], ["mnist", "mnist-convnet", "mnist-smoke",
-                                   "mnist-width-dropout", "regression"]]
+                                   "mnist-width-dropout", "regression", "regression-tpe"]]
 
 
 def _first_line(process: subprocess.Popen, timeout: float = 60) -> str:

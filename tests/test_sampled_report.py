@@ -143,11 +143,11 @@ def test_a_sampled_study_draws_its_search_stage_and_its_best_confirmed_curves(
     confirm = by_stage(study, points.CONFIRM_STAGE)
     best = max(confirm, key=lambda t: t.value)
     runs = [t for t in confirm if t.params == best.params]
-    lines = {line.get_label(): list(line.get_ydata())
-             for line in drawn["best_point_curves.png"].axes[0].get_lines()
-             if line.get_label().startswith("replicate")}
-    assert lines == {f"replicate {t.user_attrs[points.REPLICATE] + 1}":
-                     t.user_attrs[points.HISTORY]["val_accuracy"] for t in runs}
+    lines = sorted((line.get_label(), list(line.get_ydata()))
+                   for line in drawn["best_point_curves.png"].axes[0].get_lines()
+                   if line.get_label().startswith("replicate"))
+    assert lines == sorted((f"replicate {t.user_attrs[points.REPLICATE] + 1}",
+                            t.user_attrs[points.HISTORY]["val_accuracy"]) for t in runs)
 
 
 @pytest.mark.parametrize(("trials", "expected"), [

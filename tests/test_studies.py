@@ -26,7 +26,8 @@ validation_size = 10
 seed = 0
 """
 
-SHIPPED = ["mnist", "mnist-convnet", "mnist-smoke", "mnist-width-dropout", "regression"]
+SHIPPED = ["mnist", "mnist-convnet", "mnist-smoke", "mnist-width-dropout", "regression",
+           "regression-tpe"]
 
 
 @pytest.fixture

@@ -177,9 +177,10 @@ def export_best_model(study: optuna.Study, path: str | Path,
         return _export_search_run(study, path, str(artifacts))
     best = table.verdict_of(study).best
     if best is None or best.mean is None:
-        what = "confirmed configuration with a complete trial" if sampled else "complete trial"
+        what, until = ("confirmed configuration with a complete trial", "until its confirm "
+                       "stage has trained one") if sampled else ("complete trial", "first")
         raise SearchError(f"study '{study.study_name}' has no {what} yet: no model to "
-                          "export; run it first")
+                          f"export; run it {until}")
     replicate = typical_replicate(best.validation)
     trial = _trial_of(study, best.params, replicate)
     artifact_id = _artifact_id(trial, f"{format_params(best.params)}, replicate "

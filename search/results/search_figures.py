@@ -50,6 +50,8 @@ def _drawn(plot: Callable[..., Any], study: optuna.Study, target: str, path: Pat
     # to their own figures, so the report's other figures look as they always did.
     with warnings.catch_warnings(), matplotlib.rc_context():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        # One search trial gives each slice panel a single x, which matplotlib widens itself.
+        warnings.filterwarnings("ignore", "Attempting to set identical", UserWarning)
         try:
             axes = plot(study, target_name=target)
         except (ValueError, RuntimeError) as error:
