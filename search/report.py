@@ -3,11 +3,13 @@
 Prints one row per grid point (replicates done, mean, std, 95 % interval of the validation
 accuracy, mean test accuracy) and the verdict, writes the figures (the best point's curves,
 the grid heatmap, every point's mean validation curve) to reports/NAME/, and with --csv
-or --json exports the table (--csv also writes a per-trial FILE.trials.csv).
---export-model FILE writes the best grid point's trained model (its replicate closest to the
-point's mean validation accuracy; see search.results.export) as a .keras file. It only reads
-storage: nothing is retrained, and a study that is still running is reported as far as it
-got.
+or --json exports the table (--csv also writes a per-trial FILE.trials.csv). A sampled
+study's rows are its confirmed configurations (beside their search values), followed by its
+search stage; its figures are the best confirmed configuration's curves and Optuna's plots of
+the search trials. --export-model FILE writes the best point's trained model (its replicate
+closest to the point's mean validation accuracy; see search.results.export) as a .keras file.
+It only reads storage: nothing is retrained, and a study that is still running is reported
+as far as it got.
 """
 
 from __future__ import annotations

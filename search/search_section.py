@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import inspect
+import warnings
 from typing import Any
 
 from search import ranges
@@ -75,7 +76,9 @@ def _check_options(source: str, sampler: str, options: dict[str, Any], seed: int
         raise SearchError(f"{source}: 'search.sampler' cmaes needs the cmaes package: pip "
                           "install cmaes")
     try:
-        cls(seed=seed, **options)
+        with warnings.catch_warnings():  # "experimental": said of QMCSampler, GPSampler
+            warnings.simplefilter("ignore")
+            cls(seed=seed, **options)
     except Exception as error:  # whatever the class says of a bad value
         raise SearchError(f"{source}: 'search.sampler_options' rejected by "
                           f"optuna.samplers.{cls.__name__}: {error}") from None

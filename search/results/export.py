@@ -56,7 +56,7 @@ class ExportedModel:
     replicates: int  # the point's complete replicates
     validation_accuracy: float
     mean_validation_accuracy: float
-    test_accuracy: float | None  # as stored on the trial: never used to choose
+    test_accuracy: float | None  # its test score of the metric, as stored: never chose it
     metric: str = "val_accuracy"  # what validation_accuracy and its mean measure
     modules: list[str] = dataclasses.field(default_factory=list)  # the user's, to load it
     # Set when the model is one unconfirmed search run (confirm = 0): the search trials it
@@ -78,7 +78,8 @@ class ExportedModel:
                      f"{self.validation_accuracy:.4f}, the closest to the point's mean "
                      f"{self.mean_validation_accuracy:.4f}")
         return (f"exported trial {self.trial_number} ({format_params(self.params)}, {which}; "
-                f"stored test accuracy {test}) to {self.path}{needs}")
+                f"stored {points.test_name(self.metric).replace('_', ' ')} {test}) to "
+                f"{self.path}{needs}")
 
 
 def modules_needed(path: Path) -> list[str]:
@@ -188,7 +189,7 @@ def export_best_model(study: optuna.Study, path: str | Path,
     _copy_out(str(artifacts), artifact_id, path, trial)
     return ExportedModel(path, trial.number, dict(best.params), replicate, best.n,
                          best.validation[replicate], best.mean,
-                         trial.user_attrs.get(points.TEST_ACCURACY),
+                         points.test_score(trial, points.objective_of(study)[0]),
                          points.objective_of(study)[0], modules_needed(path))
 
 
@@ -208,6 +209,6 @@ def _export_search_run(study: optuna.Study, path: Path, artifacts: str) -> Expor
     _copy_out(artifacts, _artifact_id(trial, f"{format_params(params)}, search trial"), path,
               trial)
     return ExportedModel(path, trial.number, dict(params), 0, 1, trial.value, trial.value,
-                         trial.user_attrs.get(points.TEST_ACCURACY),
+                         points.test_score(trial, points.objective_of(study)[0]),
                          points.objective_of(study)[0], modules_needed(path),
                          search_trials=len(search_stage.search_trials(statuses)))

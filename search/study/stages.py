@@ -106,6 +106,16 @@ def sampled_status(study: optuna.Study, trials: list[FrozenTrial],
     return search + confirm
 
 
+def planned(study: optuna.Study, statuses: list[UnitStatus]) -> int:
+    """How many units the study will have run: a grid's all; a sampled study's search units
+    and the confirm runs of as many configurations as it confirms (or has confirmed)."""
+    if not is_sampled(study):
+        return len(statuses)
+    attrs = study.user_attrs
+    configurations = max(attrs.get(points.CONFIRM, 0), len(attrs.get(points.CONFIRMED, [])))
+    return attrs[points.TRIALS] + configurations * attrs.get(points.REPEATS, 1)
+
+
 def configurations_confirmed(statuses: list[UnitStatus]) -> list[UnitStatus]:
     """The confirm stage's units (a grid study's units are all its own)."""
     return [status for status in statuses if status.unit.stage != SEARCH_STAGE]

@@ -20,7 +20,7 @@ from optuna.trial import TrialState
 
 from search.options import RunOptions
 from search.signals import raise_if_interrupted
-from search.study import points, units
+from search.study import points, stages, units
 from search.study.points import format_params
 from search.worker.progress import format_seconds
 
@@ -57,7 +57,7 @@ class StudyMonitor:
     def poll(self) -> None:
         trials = self.study.get_trials(deepcopy=False)
         done = sum(t.state == TrialState.COMPLETE for t in trials)
-        total = len(units.unit_status(self.study, trials))
+        total = stages.planned(self.study, units.unit_status(self.study, trials))
         for trial in trials:
             if trial.number in self.ended:
                 continue

@@ -11,7 +11,7 @@ import time
 
 import optuna
 
-from search.study import points, units
+from search.study import points, stages, units
 from search.study.points import Unit, format_params
 
 
@@ -47,7 +47,7 @@ class Progress:
         self.repeats = study.user_attrs.get(points.REPEATS, 1)
         self.epochs = study.user_attrs[points.BUDGET]["epochs"]
         self.metric = points.objective_of(study)[0]
-        self.total = len(statuses)
+        self.total = stages.planned(study, statuses)
         self.done = sum(status.complete is not None for status in statuses)
         self.stream = sys.stderr
         self.tty = self.stream.isatty()
