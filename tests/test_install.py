@@ -95,7 +95,8 @@ def test_the_wheel_ships_the_definitions_and_nothing_beside_them(installed: dict
     assert shipped == ["search/studies/__init__.py", "search/studies/convnet.py",
                        "search/studies/mnist-convnet.toml", "search/studies/mnist-smoke.toml",
                        "search/studies/mnist-width-dropout.toml", "search/studies/mnist.toml",
-                       "search/studies/regression.py", "search/studies/regression.toml"]
+                       "search/studies/regression-tpe.toml", "search/studies/regression.py",
+                       "search/studies/regression.toml"]
     assert not [name for name in names if "planted" in name or name.startswith("studies/")]
 
 
