@@ -197,6 +197,8 @@ def markdown(study: optuna.Study) -> str:
               "over the replicates; adjusted_mean takes out what each seed does to every "
               "point, and ranks them. 'contender': cannot be ruled out as best; 'ruled out': "
               f"another point beats it by more than the margin ({verdict.method or '-'}). "
+              + ("search: the one search run that chose the configuration; the rest are its "
+                 "confirm runs on fresh seeds. " if stages.is_sampled(study) else "") +
               "Each trial's page lists its curves and history. Full report: "
               f"`python -m search.report --study {study.study_name}`"]
     return "\n".join(lines)
