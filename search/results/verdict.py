@@ -102,11 +102,11 @@ def _standings(completed: list[PointSummary], standing: multiple.Standing,
 
 def _needed(standing: multiple.Standing, groups: int, proportion: bool,
             alpha: float) -> dict[str, int | None]:
-    sigma = standing.pairs.sigma
-    if sigma is None or groups < 2:
+    sigma, prior = standing.pairs.sigma, standing.pairs.prior
+    if sigma is None or prior is None or groups < 2:
         return {}
     return {wording.difference_key(difference, proportion):
-            multiple.replicates_needed(difference, sigma, groups, alpha)
+            multiple.replicates_needed(difference, sigma, groups, alpha, prior.df)
             for difference in stated_differences(proportion, sigma)}
 
 

@@ -27,9 +27,9 @@ BELOW_RULED_OUT = (
     "a contender can rank below a ruled-out point: its differences to the points above it "
     "vary more from seed to seed, so the same gap is not yet evidence against it")
 TWO_REPLICATES = (
-    "with 2 replicates each pair's differences have 1 degree of freedom and the points' "
-    "spreads cannot be compared, so only large gaps can be ruled out; 3 or more replicates "
-    "(--repeats 3) let the verdict check the spreads and pool them")
+    "with 2 replicates each pair's own spread rests on 1 degree of freedom, so the verdict "
+    "leans on the study's common spread and cannot yet tell a steadier point from a noisier "
+    "one; 3 or more replicates (--repeats 3) give each pair more of its own")
 
 
 def label(metric: str | None) -> str:
@@ -91,7 +91,7 @@ def standing_lines(entries: list, standing: multiple.Standing, proportion: bool,
         lines.append("too few replicates shared with the others to judge yet (kept as "
                      "contenders): " + "; ".join(format_params(e.params) for e in unjudged))
     usable = np.isfinite(pairs.se)
-    if not pairs.pooled and usable.any() and pairs.df[usable].max() <= 1:
+    if usable.any() and replicates == 2:  # each pair's own spread: 1 degree of freedom
         lines.append(TWO_REPLICATES)
     return lines
 
@@ -117,7 +117,7 @@ def power_lines(standing: multiple.Standing, needed: dict[str, int | None], prop
         counts = [f"{_priced(float(key), proportion, sigma)}: "
                   f"{'more than ' + str(multiple.MAX_REPLICATES) if count is None else count}"
                   for key, count in needed.items()]
-        caveat = "" if standing.pairs.pooled else (
+        caveat = "" if standing.pairs.moderated else (
             "; that assumes the spreads can be pooled: judged pair by pair, as here, it "
             "takes more")
         lines.append(f"replicates per point to detect a point this much worse than the best, with "
