@@ -10,9 +10,10 @@ import math
 
 import numpy as np
 import pytest
+import scipy.special
 import scipy.stats
 
-from search.results import critical, multiple, statistics
+from search.results import critical, moderation, multiple, statistics
 from tests.test_statistics import SEED_OFFSETS, grid, judge, point
 
 
@@ -42,15 +43,40 @@ def test_proportion_rule(metric: str | None, values: list[float], expected: bool
     assert statistics.is_proportion(metric, values) is expected
 
 
-def test_unequal_spreads_use_each_pairs_own_differences() -> None:
+def test_unequal_spreads_keep_each_pairs_own_and_equal_ones_pool() -> None:
     rng = np.random.default_rng(4)
     noisy = [point({"learning_rate": rate}, [0.97 + SEED_OFFSETS[r] + rng.normal(0, spread)
                                              for r in range(5)])
              for rate, spread in ((0.001, 0.0002), (0.003, 0.0002), (0.01, 0.01),
                                   (0.03, 0.0002))]
-    assert "equal spreads not shown" in judge(noisy).method
+    assert "prior worth 0.5 degrees of freedom" in judge(noisy).method
     steady = grid({0.001: 0.97, 0.01: 0.96}, 0.002, 10, seed=0)
-    assert "pooled spread of all points" in judge(steady).method
+    prior = multiple.with_best(statistics.scores([p.validation for p in steady], True)).pairs
+    assert prior.prior.df > 30 and "45 at most" in judge(steady).method
+
+
+def test_the_prior_is_fitted_from_the_spread_of_the_variances() -> None:
+    # Smyth's moments recover a scaled inverse chi-square prior from independent draws.
+    rng = np.random.default_rng(0)
+    truth = 8.0 * 0.5 / rng.chisquare(8.0, 4000)  # prior: 8 degrees of freedom, variance 0.5
+    observed = truth * rng.chisquare(3, 4000) / 3
+    prior = moderation.fit_prior(observed, np.full(4000, 3.0), points=10_000)
+    assert prior.df == pytest.approx(8.0, rel=0.25)
+    assert prior.variance == pytest.approx(0.5, rel=0.1)
+    equal = moderation.fit_prior(np.full(50, 0.3), np.full(50, 2.0), points=10)
+    assert math.isinf(equal.df) and equal.variance == pytest.approx(0.3 * 2 / math.exp(
+        scipy.special.digamma(1.0)) / 2)  # the log-scale centre of a 2-df variance
+    moderated, df = moderation.squeeze(np.array([1.0, 0.1]), np.array([2.0, 2.0]),
+                                       moderation.Prior(2.0, 0.5), most_df=3.0)
+    assert moderated == pytest.approx([0.75, 0.3]) and list(df) == [3.0, 3.0]
+
+
+def test_mcb_multiplier_is_dunnett_with_equal_spreads_and_grows_as_they_differ() -> None:
+    dunnett = critical.dunnett(8, 0.5, 16, 0.05)
+    assert multiple.multiplier(9, 0.5, 16, math.inf, 2, 0.05) == dunnett
+    middle = multiple.multiplier(9, 0.5, 16, 14.0, 2, 0.05)
+    sidak = critical.t_quantile(0.95 ** (1 / 8), 16)
+    assert dunnett < middle < sidak and middle == pytest.approx(0.875 * dunnett + 0.125 * sidak)
 
 
 @pytest.mark.parametrize(("comparisons", "rho", "df"), [(8, 0.5, 16), (2, 0.5, 4), (8, 0.5, 1)])

@@ -146,3 +146,18 @@ def test_to_json_is_plain_and_has_the_contract_keys() -> None:
                                              "ruled_out", "sentence"}
     summary = json.loads(json.dumps(summaries[0].to_json()))
     assert set(summary) >= {"params", "n", "mean", "seed_adjusted_mean", "std", "ci95"}
+
+
+def test_the_note_stores_the_verdict_per_point_as_a_study_attribute() -> None:
+    from types import SimpleNamespace
+
+    from search.results import note, wording
+
+    study = memory_study(losses(3), "minimize")
+    note.StudyNote(SimpleNamespace(rdb=study._storage), "memory")()
+    stored = optuna.load_study(study_name="memory", storage=study._storage)
+    rows, verdict = table.point_rows(study)
+    lines = stored.user_attrs[note.VERDICT]
+    assert lines[0].startswith(f"{format_params(verdict.best.params)}: best (mean ")
+    assert len(lines) == len(rows) and all(row.mark in line for row, line in zip(rows, lines))
+    assert wording.DASHBOARD_LINE in table.markdown(study)

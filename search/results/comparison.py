@@ -7,21 +7,19 @@ every replicate done it is the plain mean, and a point that missed an unlucky se
 rank higher for it. Values are scores here: higher is better (the verdict negates a
 minimised objective before it comes here).
 
-The noise behind each comparison is estimated one of two ways:
+The noise behind each comparison is each pair's own: the spread of its paired differences
+on the replicates both have (n-1 degrees of freedom), valid whatever the points' spreads.
+For the verdict's points it is moderated toward the study's common spread by empirical
+Bayes (``search.results.moderation``, as limma moderates each gene's variance): when the
+spreads agree, every pair gets the common one, on up to the whole study's residual degrees
+of freedom (the power of a pooled test); when they differ, each pair keeps more of its own.
+One formula, no pre-test choosing between pooled and per-pair noise (a choice whose own
+errors added up: scripts/calibrate_verdict.py).
 
-- pooled: the model's residual variance, shared by all points ((k-1)(n-1) degrees of freedom
-  with every cell done). Valid when the points' spreads agree, so used only when Bartlett's
-  test on the residuals (of the points with 3 or more replicates) finds no sign that they
-  differ: p >= 0.5. The threshold is that high on purpose: with 3-5 replicates the test is
-  weak, and at 0.10 a truly best, steady point beside noisy equals was ruled out 6-7 % of
-  the time instead of 5 % (scripts/calibrate_verdict.py, "unequal spreads").
-- per pair: each pair's paired differences on the replicates it shares (n-1 degrees of
-  freedom) with a Bonferroni share of alpha: valid whatever the spreads. Used otherwise,
-  and whenever the spreads cannot be compared (fewer than 2 points with 3 replicates).
-
-A pair without a noise estimate (fewer than 2 shared replicates, or differences without any
-spread) is never the reason for a claim. ``with_best`` is Hsu's multiple comparison with the
-best; ``all_pairs`` rules a group out only when another beats it by an all-pairs margin.
+A pair without a noise estimate of its own (fewer than 2 shared replicates, or differences
+without any spread) is never the reason for a claim. ``with_best`` is Hsu's multiple
+comparison with the best; ``all_pairs`` rules a group out only when another beats it by an
+all-pairs margin.
 """
 
 from __future__ import annotations
@@ -29,9 +27,8 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-import scipy.stats
 
-SPREAD_CHECK_ALPHA = 0.5
+from search.results import moderation
 # Differences whose spread is below this (relative to the values' size) have none: equal
 # values, or a gap every replicate repeats exactly, up to floating-point rounding.
 _NO_SPREAD = 1e-12
@@ -78,102 +75,94 @@ def fit(values: np.ndarray) -> Fit | None:
 
 @dataclasses.dataclass(frozen=True)
 class Pairs:
-    """Every ordered pair (i, j): i's advantage over j, its standard error (NaN: none) and
-    degrees of freedom; how the noise was estimated, and the means that rank the groups."""
+    """Every ordered pair (i, j): i's advantage over j on their shared replicates, its
+    standard error (NaN: none) and degrees of freedom; the means that rank the groups; how
+    the noise was estimated."""
 
     advantage: np.ndarray
     se: np.ndarray
     df: np.ndarray
-    pooled: bool
-    method: str
     means: np.ndarray
-    sigma: float | None  # the pooled noise of one run, when the model could estimate it
-    rho: float | None = None  # pooled: the comparisons' smallest correlation (Dunnett's)
+    method: str
+    sigma: float | None  # one run's spread after seed effects (the prior's, when moderated)
+    prior: moderation.Prior | None = None  # None: each pair's own spread, unmoderated
+    rho: np.ndarray | None = None  # per group, the smallest correlation of its comparisons
+
+    @property
+    def moderated(self) -> bool:
+        return self.prior is not None
 
 
-def _pooled(model: Fit, p_value: float, complete: bool) -> Pairs:
-    diagonal = np.diag(model.covariance)
-    variance = diagonal[:, None] + diagonal[None, :] - 2 * model.covariance
-    se = model.sigma * np.sqrt(np.clip(variance, 0, None))
-    np.fill_diagonal(se, np.nan)
-    method = (f"pooled spread of all points (two-way point + seed model, {model.df} degrees "
-              f"of freedom; no sign that the spreads differ, Bartlett p = {p_value:.2f})")
-    return Pairs(model.means[:, None] - model.means[None, :], se,
-                 np.full(se.shape, float(model.df)), True, method, model.means, model.sigma,
-                 equicorrelation(model.covariance, complete))
-
-
-def _paired(values: np.ndarray, means: np.ndarray, sigma: float | None, why: str) -> Pairs:
+def _differences(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per pair: the mean and variance of the paired differences, and how many there are."""
     differences = values[:, None, :] - values[None, :, :]
     shared = ~np.isnan(differences)
     counts = shared.sum(axis=-1)
     mean = np.where(shared, differences, 0).sum(axis=-1) / np.maximum(counts, 1)
     deviations = np.where(shared, differences - mean[..., None], 0)
-    spread = np.sqrt((deviations ** 2).sum(axis=-1) / np.maximum(counts - 1, 1))
+    variance = (deviations ** 2).sum(axis=-1) / np.maximum(counts - 1, 1)
     scale = max(1.0, float(np.nanmax(np.abs(values))))
-    usable = (counts >= 2) & (spread > _NO_SPREAD * scale)
-    se = np.where(usable, spread / np.sqrt(np.maximum(counts, 1)), np.nan)
-    advantage = np.where(counts > 0, mean, np.nan)
-    return Pairs(advantage, se, counts - 1.0, False,
-                 f"each pair's own paired differences ({why})", means, sigma)
+    usable = (counts >= 2) & (np.sqrt(variance) > _NO_SPREAD * scale)
+    return (np.where(counts > 0, mean, np.nan), np.where(usable, variance, np.nan),
+            counts)
 
 
-def spread_check(model: Fit) -> float | None:
-    """Bartlett's p-value for equal spreads of the residuals of the points with 3 or more
-    replicates; None when fewer than 2 such points have a spread."""
-    groups = [row[~np.isnan(row)] for row in model.residuals]
-    groups = [group for group in groups if group.size >= 3]
-    if len(groups) < 2:
-        return None
-    # Bartlett's statistic, written out: SciPy's wrapper costs more than the sum itself,
-    # and the calibration runs it tens of thousands of times.
-    df = np.array([group.size - 1 for group in groups], dtype=float)
-    variances = np.array([group.var(ddof=1) for group in groups])
-    if not (variances > 0).all():
-        return None
-    pooled = df @ variances / df.sum()
-    statistic = df.sum() * np.log(pooled) - df @ np.log(variances)
-    correction = 1 + ((1 / df).sum() - 1 / df.sum()) / (3 * (len(groups) - 1))
-    return float(scipy.stats.chi2.sf(statistic / correction, len(groups) - 1))
+def smallest_correlations(variance: np.ndarray, counts: np.ndarray,
+                          present: np.ndarray) -> np.ndarray:
+    """Per group i, the smallest correlation between two of its comparisons (j - i and
+    l - i share i's own noise), from the pairs' ``variance`` (NaN: none): i's own variance
+    is its pairs' mean variance less half the mean of the pairs without it. Clipped to
+    [0, 0.5]; a smaller value makes Dunnett's critical value larger (Slepian), so safe."""
+    groups = variance.shape[0]
+    usable = np.isfinite(variance)
+    known = np.where(usable, variance, 0.0)
+    row_count = usable.sum(axis=1)
+    others = ((known.sum() / 2 - known.sum(axis=1))
+              / np.maximum(usable.sum() / 2 - row_count, 1))
+    own = known.sum(axis=1) / np.maximum(row_count, 1) - others / 2
+    shared = np.einsum("ir,jr,lr->ijl", present, present, present)
+    scale = np.sqrt(known[:, :, None] * known[:, None, :]
+                    * counts[:, :, None] * counts[:, None, :])
+    valid = usable[:, :, None] & usable[:, None, :] & ~np.eye(groups, dtype=bool)[None]
+    correlation = np.where(valid, own[:, None, None] * shared / np.where(valid, scale, 1), 1.0)
+    return np.clip(correlation.min(axis=(1, 2)), 0.0, 0.5)
 
 
-def estimate(values: np.ndarray, pool: bool = True) -> Pairs:
-    """The pair statistics of groups x seeds ``values``: pooled when ``pool`` and the
-    spreads agree, else each pair's own."""
-    model = fit(values)
-    if model is None:  # not estimable: only pairs' own shared seeds can be compared
-        counts = np.sum(~np.isnan(values), axis=1)
-        means = np.nanmean(np.where(counts[:, None] > 0, values, 0), axis=1)
-        return _paired(values, means, None, "the points share too few seeds for a model")
-    if not pool:
-        return _paired(values, model.means, model.sigma, "valid whatever the spreads")
-    p_value = spread_check(model) if model.sigma is not None else None
-    if p_value is not None and p_value >= SPREAD_CHECK_ALPHA:
-        return _pooled(model, p_value, not np.isnan(values).any())
-    if p_value is not None:
-        # Three decimals: 0.4996 must not read as 0.50 beside "< 0.5".
-        why = (f"equal spreads not shown: Bartlett p = {p_value:.3f} < "
-               f"{SPREAD_CHECK_ALPHA:g}")
+def _method(prior: moderation.Prior | None, most_df: int, why: str) -> str:
+    if prior is None:
+        return f"each pair's own paired differences ({why})"
+    if np.isinf(prior.df):
+        weight = f"the spreads agree, so all pairs share it: {most_df} degrees of freedom"
     else:
-        why = "their spreads cannot be compared with fewer than 3 replicates"
-    return _paired(values, model.means, model.sigma, why)
+        weight = (f"prior worth {prior.df:.1f} degrees of freedom beside each pair's own, "
+                  f"{most_df} at most")
+    return ("each pair's spread moderated toward the study's common spread by empirical "
+            f"Bayes (limma's moderated t, Smyth 2004; {weight})")
 
 
-def equicorrelation(model_covariance: np.ndarray, complete: bool) -> float:
-    """The smallest correlation between two comparisons that share a point (0.5 when every
-    cell is done); a smaller common value makes Dunnett's critical value safe."""
-    if complete:
-        return 0.5
-    cov = model_covariance
-    diagonal = np.diag(cov)
-    variance = diagonal[:, None] + diagonal[None, :] - 2 * cov
-    lowest = 1.0
-    for i in range(cov.shape[0]):
-        others = np.arange(cov.shape[0]) != i
-        shared = (cov[i, i] - cov[i, others][:, None] - cov[i, others][None, :]
-                  + cov[np.ix_(others, others)])
-        scale = np.sqrt(np.outer(variance[i, others], variance[i, others]))
-        correlation = shared / scale
-        np.fill_diagonal(correlation, 1.0)
-        lowest = min(lowest, float(correlation.min()))
-    return lowest
+def estimate(values: np.ndarray, moderate: bool = True) -> Pairs:
+    """The pair statistics of groups x seeds ``values``: each pair's own spread, moderated
+    toward the common one when ``moderate`` and the two-way model can be fitted."""
+    model = fit(values)
+    advantage, variance, counts = _differences(values)
+    own_df = counts - 1.0
+    if model is None:  # not estimable: only pairs' own shared seeds can be compared
+        present = np.sum(~np.isnan(values), axis=1)
+        means = np.nanmean(np.where(present[:, None] > 0, values, 0), axis=1)
+        why = "the points share too few seeds for a model"
+    else:
+        means, why = model.means, "valid whatever the spreads"
+    upper = np.triu(np.isfinite(variance), 1)
+    prior = None
+    if moderate and model is not None and model.df > 0:
+        prior = moderation.fit_prior(variance[upper], own_df[upper], values.shape[0])
+    if prior is None:
+        se = np.sqrt(variance / np.maximum(counts, 1))
+        return Pairs(advantage, se, own_df, means, _method(None, 0, why),
+                     model.sigma if model is not None else None)
+    moderated, df = moderation.squeeze(variance, own_df, prior, float(model.df))
+    moderated = np.where(np.isfinite(variance), moderated, np.nan)
+    rho = smallest_correlations(moderated, counts, (~np.isnan(values)).astype(float))
+    return Pairs(advantage, np.sqrt(moderated / np.maximum(counts, 1)), df, means,
+                 _method(prior, model.df, why), float(np.sqrt(prior.variance / 2)), prior,
+                 rho)

@@ -58,22 +58,38 @@ def _series(group: list[PointSummary]) -> dict[int, float]:
     return {r: float(np.mean([s.validation[r] for s in group])) for r in sorted(complete)}
 
 
-def _sentence(name: str, levels: list[str], best: str, ruled_out: list[str],
-              noise: bool, replicates: int) -> str:
-    contenders = [level for level in levels if level not in ruled_out]
+def _sentence(name: str, levels: list[str], beaten_by: dict[str, str], noise: bool,
+              replicates: int, averaged: list[str], elsewhere: list[str]) -> str:
+    """What the levels' comparison found, saying what each level averages over; a level
+    is never called best: a single point with another level may still be a contender.
+    ``beaten_by``: each ruled-out level -> the level that beats it."""
+    contenders = [level for level in levels if level not in beaten_by]
+    over = f"averaged over {_join(averaged)}, " if averaged else ""
     if not noise:
-        return f"{name} {best} has the highest mean (no noise estimate: nothing ruled out)"
-    if len(contenders) == 1:
-        return f"{name} {best} is clearly best ({_join(ruled_out)} ruled out)"
-    if ruled_out:
-        return (f"{name}: {_join(contenders)} cannot be ruled out as best; "
-                f"{_join(ruled_out)} ruled out")
-    return f"{name}: none of {_join(levels)} can be ruled out as best at {replicates} replicates"
+        return f"{over}{name}: {_join(levels)} not compared (no noise estimate)"
+    if not beaten_by:
+        return (f"{over}{name}: {_join(levels)} cannot be told apart at {replicates} "
+                "replicates")
+    rivals: dict[str, list[str]] = {}
+    for level, rival in beaten_by.items():
+        rivals.setdefault(rival, []).append(level)
+    claims = "; ".join(f"{rival} beats {_join(beaten)}" for rival, beaten in rivals.items())
+    sentence = f"{over}{name} {claims}"
+    if len(contenders) > 1:
+        sentence += f"; {_join(contenders)} cannot be told apart"
+    if elsewhere:
+        sentence += (f" (single points with {name} {_join(elsewhere)} still cannot be ruled "
+                     "out as best)")
+    return sentence
 
 
 def marginal(name: str, completed: Sequence[PointSummary], alpha: float, maximize: bool,
-             replicates: int) -> Marginal | None:
-    """The hyperparameter's marginal claims, or None when it has fewer than 2 levels."""
+             replicates: int, contenders: Sequence[dict[str, Any]] = (),
+             averaged: Sequence[str] = ()) -> Marginal | None:
+    """The hyperparameter's marginal claims, or None when it has fewer than 2 levels.
+    ``contenders``: the points that cannot be ruled out as best (their levels are named
+    when the levels' comparison rules them out); ``averaged``: the other hyperparameters
+    that vary."""
     groups = _levels(name, completed)
     series = {text: _series(group) for text, group in groups.items()}
     levels = [text for text in groups if series[text]]  # a level needs one complete seed
@@ -86,19 +102,25 @@ def marginal(name: str, completed: Sequence[PointSummary], alpha: float, maximiz
     best = levels[int(np.argmax(standing.means))]
     ruled_out = [text for text, out in zip(levels, standing.ruled_out, strict=True) if out]
     noise = bool(np.isfinite(standing.pairs.se).any())
-    contenders = [text for text in levels if text not in ruled_out]
-    sentence = _sentence(name, levels, best, ruled_out, noise, replicates)
+    elsewhere = [text for text in ruled_out
+                 if any(format_value(point.get(name)) == text for point in contenders)]
+    beaten_by = {text: levels[int(standing.decided_by[index])]
+                 for index, text in enumerate(levels) if standing.ruled_out[index]}
+    sentence = _sentence(name, levels, beaten_by, noise, replicates, list(averaged),
+                         elsewhere)
     waiting = [text for text in groups if text not in levels]
     if waiting:  # no seed is complete at all of its points yet
         sentence += f"; {_join(waiting)} not comparable yet"
-    return Marginal(name, means, best, contenders, ruled_out, sentence)
+    return Marginal(name, means, best, [text for text in levels if text not in ruled_out],
+                    ruled_out, sentence)
 
 
 def marginals(completed: Sequence[PointSummary], alpha: float, maximize: bool,
-              replicates: int) -> list[Marginal]:
+              replicates: int, contenders: Sequence[dict[str, Any]] = ()) -> list[Marginal]:
     """Every varying hyperparameter's marginal, ``alpha`` split evenly between them."""
     names = dict.fromkeys(name for summary in completed for name in summary.params)
     varying = [name for name in names if len(_levels(name, completed)) > 1]
-    found = [marginal(name, completed, alpha / max(len(varying), 1), maximize, replicates)
+    found = [marginal(name, completed, alpha / max(len(varying), 1), maximize, replicates,
+                      contenders, [other for other in varying if other != name])
              for name in varying]
     return [item for item in found if item is not None]

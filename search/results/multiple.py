@@ -4,8 +4,8 @@
   some other group's mean exceeds i's by more than the critical value times their standard
   error: then, at family-wise ``alpha``, i is not the best. The truly best group is ruled
   out at most ``alpha`` of the time, however many groups there are and whichever looks best.
-  Pooled noise uses the one-sided Dunnett critical value for k - 1 comparisons; per-pair
-  noise a Bonferroni share alpha / (k - 1) of each pair's t distribution.
+  Each pair's spread is moderated toward the study's common one by empirical Bayes
+  (``search.results.comparison``); the critical value is ``multiplier``'s.
 - ``all_pairs``: a group is ruled out only when another beats it on their shared seeds by
   more than a Bonferroni margin over all pairs (each pair with its own spread: choosing
   between pooled and per-pair noise from the same data pushed these claims' error from 5 %
@@ -13,7 +13,8 @@
   good as the best is ruled out more than ``alpha`` of the time, however many are equally
   good.
 - ``replicates_needed``: replicates per point for 80 % power to rule out a point that is
-  worse than the best by a stated difference, with a given per-run spread, by MCB.
+  worse than the best by a stated difference, with a given per-run spread, by the same
+  moderated MCB.
 
 Values are groups x seeds arrays of scores, higher is better, NaN where not run.
 """
@@ -49,12 +50,42 @@ class Standing:
     detectable: float | None  # the difference to the best found with 80 % power
 
 
+def multiplier(groups: int, rho: float, df: float, prior_df: float, own_df: float,
+               alpha: float) -> float:
+    """MCB's multiplier of a moderated standard error, for one group's k - 1 comparisons.
+
+    They share the group's own noise (correlation ``rho``). Their spreads share the prior's
+    part (weight w = prior df / (prior df + own df)) and keep their own part apart: all
+    shared gives Dunnett's one-sided value on ``df`` degrees of freedom, none shared
+    Sidak's (valid for positively dependent comparisons with their own denominators). The
+    multiplier is w * Dunnett + (1 - w) * Sidak: with equal spreads (an infinite prior)
+    exactly Hsu's pooled MCB.
+    """
+    shared = critical.dunnett(groups - 1, rho, df, alpha)
+    if math.isinf(prior_df):
+        return shared
+    apart = critical.t_quantile((1 - alpha) ** (1 / (groups - 1)), critical.ladder_df(df))
+    weight = prior_df / (prior_df + max(own_df, 0.0))
+    return weight * shared + (1 - weight) * apart
+
+
 def _critical(pairs: Pairs, groups: int, alpha: float, best: bool) -> np.ndarray:
+    """Per pair (i, j), the multiplier of its standard error: row i's ``multiplier`` at its
+    smallest correlation and fewest degrees of freedom (MCB, moderated spreads), else a
+    Bonferroni share of alpha for each pair's own t distribution."""
     comparisons = groups - 1 if best else groups * (groups - 1)  # all pairs: both tails
-    if not pairs.pooled:
+    if not best or pairs.prior is None:
         return critical.bonferroni(pairs.df, alpha / comparisons)
-    value = critical.dunnett(groups - 1, pairs.rho, float(pairs.df.flat[0]), alpha)
-    return np.full(pairs.se.shape, value)
+    values = np.full(pairs.se.shape, np.nan)
+    prior_df = pairs.prior.df
+    own = pairs.df - prior_df if math.isfinite(prior_df) else np.zeros_like(pairs.df)
+    for row in range(groups):
+        known = np.isfinite(pairs.se[row])
+        if known.any():
+            values[row] = multiplier(groups, float(pairs.rho[row]),
+                                     float(pairs.df[row][known].min()), prior_df,
+                                     float(own[row][known].max()), alpha)
+    return values
 
 
 def _bounds(pairs: Pairs, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -101,7 +132,7 @@ def with_best(values: np.ndarray, alpha: float = ALPHA) -> Standing:
 
 def all_pairs(values: np.ndarray, alpha: float = ALPHA) -> Standing:
     """Rule a group out only when a rival beats it by the all-pairs margin."""
-    pairs = comparison.estimate(values, pool=False)
+    pairs = comparison.estimate(values, moderate=False)
     groups = values.shape[0]
     multipliers = _critical(pairs, groups, alpha, best=False)
     lower_pair, upper_pair = _bounds(pairs, multipliers)
@@ -119,18 +150,20 @@ def all_pairs(values: np.ndarray, alpha: float = ALPHA) -> Standing:
                     _detectable(pairs, multipliers, best))
 
 
-def replicates_needed(difference: float, sigma: float, groups: int,
-                      alpha: float = ALPHA) -> int | None:
-    """Replicates per point for POWER to rule out a point ``difference`` below the best
-    (MCB over ``groups`` points, pooled per-run spread ``sigma``); None beyond
-    MAX_REPLICATES."""
+def replicates_needed(difference: float, sigma: float, groups: int, alpha: float = ALPHA,
+                      prior_df: float = math.inf) -> int | None:
+    """Replicates per point for POWER to rule out a point ``difference`` below the best by
+    the verdict's own method: MCB over ``groups`` points with moderated spreads (per-run
+    spread ``sigma``, the prior worth ``prior_df`` degrees of freedom, at most the study's
+    residual degrees of freedom). None beyond MAX_REPLICATES."""
     if groups < 2 or not difference > 0 or not sigma > 0:
         raise ValueError(f"need groups >= 2 and positive difference and sigma, got {groups}, "
                          f"{difference}, {sigma}")
 
     def enough(replicates: int) -> bool:
-        df = (groups - 1) * (replicates - 1)
-        needed = (critical.dunnett(groups - 1, 0.5, df, alpha)
+        own = replicates - 1
+        df = max(min(prior_df + own, (groups - 1) * own), 1)
+        needed = (multiplier(groups, 0.5, df, prior_df, own, alpha)
                   + critical.t_quantile(POWER, critical.ladder_df(df)))
         return needed * sigma * math.sqrt(2 / replicates) <= difference
 

@@ -110,10 +110,15 @@ def scores(validations: Sequence[dict[int, float]], maximize: bool) -> np.ndarra
     return values if maximize else -values
 
 
-def summarise(points: Sequence[PointResult], maximize: bool = True) -> list[PointSummary]:
+def summarise(points: Sequence[PointResult], maximize: bool = True,
+              metric: str | None = None) -> list[PointSummary]:
     """One summary per point, best seed-adjusted mean first (highest, or lowest when
-    minimising), points without results last."""
+    minimising), points without results last. The 95 % intervals of a proportion
+    (``is_proportion(metric, ...)``) are clipped to [0, 1], the values it can take."""
     summaries = [_summary(point) for point in points]
+    if is_proportion(metric, [v for point in points for v in point.validation.values()]):
+        summaries = [dataclasses.replace(s, ci95=(max(s.ci95[0], 0.0), min(s.ci95[1], 1.0)))
+                     if s.ci95 else s for s in summaries]
     done = [index for index, summary in enumerate(summaries) if summary.n]
     if done:
         values = scores([summaries[index].validation for index in done], maximize)

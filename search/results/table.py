@@ -16,7 +16,7 @@ from typing import Any
 import optuna
 
 from search.errors import SearchError
-from search.results import search_stage, statistics
+from search.results import search_stage, statistics, wording
 from search.results.statistics import PointSummary
 from search.results.verdict import Verdict, judge
 from search.study import points, stages, units
@@ -74,7 +74,7 @@ def objective_of(study: optuna.Study) -> tuple[bool, str]:
 def _judged(study: optuna.Study, results: list[statistics.PointResult]
             ) -> tuple[list[PointSummary], Verdict]:
     maximize, metric = objective_of(study)
-    summaries = statistics.summarise(results, maximize)
+    summaries = statistics.summarise(results, maximize, metric)
     return summaries, judge(summaries, maximize=maximize, metric=metric,
                             levels=not stages.is_sampled(study))
 
@@ -107,13 +107,12 @@ def point_rows(study: optuna.Study) -> tuple[list[PointRow], Verdict]:
     return rows, verdict
 
 
-def _number(value: float | None, digits: int = 4) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
 
 
 def records(rows: list[PointRow]) -> list[dict[str, Any]]:
-    """Flat dictionaries for tables and CSV: one per grid point, best seed-adjusted mean
-    first."""
+    """Flat dictionaries for tables and CSV: one per point, best seed-adjusted mean first."""
     result = []
     for row in rows:
         summary = row.summary
@@ -127,7 +126,8 @@ def records(rows: list[PointRow]) -> list[dict[str, Any]]:
             "std": _number(summary.std), "ci95": f"{ci[0]:.4f}-{ci[1]:.4f}" if ci else "-",
             "test_mean": _number(summary.test_mean), "state": row.state,
             "verdict": row.mark})
-    return result
+    same = all(record["adjusted_mean"] == record["mean"] for record in result)
+    return [{k: v for k, v in r.items() if k != "adjusted_mean" or not same} for r in result]
 
 
 def format_table(rows: list[PointRow]) -> str:
@@ -184,13 +184,14 @@ def markdown(study: optuna.Study) -> str:
     rows, verdict = point_rows(study)
     data = records(rows)
     headers = list(data[0]) if data else []
-    lines = [f"### {progress_line(study, rows)}", "",
+    lines = [f"### {progress_line(study, rows)}", "", wording.DASHBOARD_LINE, "",
              *(f"- {line}" for line in verdict.lines + _search_lines(study, rows) if line), "",
              "| " + " | ".join(headers) + " |", "|" + " ---: |" * len(headers)]
     lines += ["| " + " | ".join(str(r[h]) for h in headers) + " |" for r in data]
-    lines += ["", "mean, std (n-1) and the 95 % interval: the last epoch's validation value "
-              "over the replicates; adjusted_mean takes out what each seed does to every "
-              "point, and ranks them. 'contender': cannot be ruled out as best; 'ruled out': "
+    lines += ["", "mean, std (n-1, seed effects included) and the 95 % interval: the last "
+              "epoch's validation value over the replicates; adjusted_mean takes out what each "
+              "seed does to every point, and ranks them. 'contender': cannot be ruled out as "
+              "best; 'ruled out': "
               f"another point beats it by more than the margin ({verdict.method or '-'}). "
               + ("search: the one search run that chose the configuration; the rest are its "
                  "confirm runs on fresh seeds. " if stages.is_sampled(study) else "") +

@@ -100,13 +100,18 @@ def _standings(completed: list[PointSummary], standing: multiple.Standing,
     return found
 
 
+def _ranges(completed: list[PointSummary]) -> dict[str, tuple[float, float]]:
+    return {wording.format_params(s.params): (min(s.validation.values()),
+                                              max(s.validation.values())) for s in completed}
+
+
 def _needed(standing: multiple.Standing, groups: int, proportion: bool,
             alpha: float) -> dict[str, int | None]:
-    sigma = standing.pairs.sigma
-    if sigma is None or groups < 2:
+    sigma, prior = standing.pairs.sigma, standing.pairs.prior
+    if sigma is None or prior is None or groups < 2:
         return {}
     return {wording.difference_key(difference, proportion):
-            multiple.replicates_needed(difference, sigma, groups, alpha)
+            multiple.replicates_needed(difference, sigma, groups, alpha, prior.df)
             for difference in stated_differences(proportion, sigma)}
 
 
@@ -131,11 +136,12 @@ def judge(summaries: Sequence[PointSummary], alpha: float = ALPHA, maximize: boo
     replicates = max(summary.n for summary in completed)
     proportion = is_proportion(metric, [v for s in completed for v in s.validation.values()])
     needed = _needed(standing, len(completed), proportion, alpha)
-    found = marginals(completed, alpha, maximize, replicates) if levels else []
+    found = marginals(completed, alpha, maximize, replicates,
+                      [e.params for e in entries if not e.ruled_out]) if levels else []
     method = wording.method(standing, alpha)
     lines = [wording.best_line(best, label, maximize),
              *wording.standing_lines(entries, standing, proportion, replicates, method,
-                                     maximize),
+                                     maximize, _ranges(completed)),
              *(marginal.sentence for marginal in found),
              *wording.power_lines(standing, needed, proportion, alpha, len(completed)),
              wording.TEST_LINE]

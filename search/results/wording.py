@@ -26,10 +26,14 @@ NO_PAIR = ("no pair of points has a noise estimate yet (fewer than 2 shared repl
 BELOW_RULED_OUT = (
     "a contender can rank below a ruled-out point: its differences to the points above it "
     "vary more from seed to seed, so the same gap is not yet evidence against it")
+DASHBOARD_LINE = (
+    "**The verdict is here** (per point, in the study's user attribute `verdict`): the "
+    "dashboard's Best Trial and Hyperparameter Importance panels read single trials, one "
+    "seed each, not points compared over their replicates.")
 TWO_REPLICATES = (
-    "with 2 replicates each pair's differences have 1 degree of freedom and the points' "
-    "spreads cannot be compared, so only large gaps can be ruled out; 3 or more replicates "
-    "(--repeats 3) let the verdict check the spreads and pool them")
+    "with 2 replicates each pair's own spread rests on 1 degree of freedom, so the verdict "
+    "leans on the study's common spread and cannot yet tell a steadier point from a noisier "
+    "one; 3 or more replicates (--repeats 3) give each pair more of its own")
 
 
 def label(metric: str | None) -> str:
@@ -67,17 +71,31 @@ def best_line(best: PointSummary, name: str, maximize: bool) -> str:
             f"{number(best.adjusted_mean)}{spread}{direction})")
 
 
+def _contender(entry, best_mean: float, detectable: float | None, sign: int,
+               ranges: dict[str, tuple[float, float]]) -> str:
+    """A contender as the verdict names it; one further behind the best than the study
+    usually detects says why it stays: its replicates' range."""
+    text = f"{format_params(entry.params)} ({number(entry.mean)})"
+    low_high = ranges.get(format_params(entry.params))
+    if detectable is not None and low_high and (best_mean - entry.mean) * sign > detectable:
+        text = (f"{text[:-1]}; its replicates range from {number(low_high[0])} to "
+                f"{number(low_high[1])}, too widely to rule it out)")
+    return text
+
+
 def standing_lines(entries: list, standing: multiple.Standing, proportion: bool,
-                   replicates: int, method_text: str, maximize: bool = True) -> list[str]:
-    """Which points cannot be ruled out as best, which are ruled out and by what margin."""
+                   replicates: int, method_text: str, maximize: bool = True,
+                   ranges: dict[str, tuple[float, float]] | None = None) -> list[str]:
+    """Which points cannot be ruled out as best, which are ruled out and by what margin.
+    ``ranges``: each point's (lowest, highest) replicate, by its formatted params."""
     pairs, sign = standing.pairs, 1 if maximize else -1
     if not np.isfinite(pairs.se).any():
         return [NO_NOISE if replicates <= 1 else NO_PAIR] if len(entries) > 1 else []
     contenders = [entry for entry in entries if not entry.ruled_out]
     ruled = [entry for entry in entries if entry.ruled_out]
-    lines = [f"method: {method_text}",
-             f"{CONTENDER}: " + "; ".join(f"{format_params(entry.params)} "
-                                         f"({number(entry.mean)})" for entry in contenders)]
+    lines = [f"method: {method_text}", f"{CONTENDER}: " + "; ".join(
+        _contender(entry, entries[0].mean, standing.detectable, sign, ranges or {})
+        for entry in contenders)]
     if ruled:
         lines.append(f"{RULED_OUT} as best: " + "; ".join(
             f"{format_params(entry.params)} ({number(entry.mean)}, at least "
@@ -91,7 +109,7 @@ def standing_lines(entries: list, standing: multiple.Standing, proportion: bool,
         lines.append("too few replicates shared with the others to judge yet (kept as "
                      "contenders): " + "; ".join(format_params(e.params) for e in unjudged))
     usable = np.isfinite(pairs.se)
-    if not pairs.pooled and usable.any() and pairs.df[usable].max() <= 1:
+    if usable.any() and replicates == 2:  # each pair's own spread: 1 degree of freedom
         lines.append(TWO_REPLICATES)
     return lines
 
@@ -117,11 +135,8 @@ def power_lines(standing: multiple.Standing, needed: dict[str, int | None], prop
         counts = [f"{_priced(float(key), proportion, sigma)}: "
                   f"{'more than ' + str(multiple.MAX_REPLICATES) if count is None else count}"
                   for key, count in needed.items()]
-        caveat = "" if standing.pairs.pooled else (
-            "; that assumes the spreads can be pooled: judged pair by pair, as here, it "
-            "takes more")
         lines.append(f"replicates per point to detect a point this much worse than the best, with "
-                     f"{POWER * 100:g} % power (MCB over {groups} points at {alpha * 100:g} %, "
-                     f"pooled spread {amount(sigma, proportion)} per run): "
-                     + "; ".join(counts) + caveat)
+                     f"{POWER * 100:g} % power (the same method over {groups} points at "
+                     f"{alpha * 100:g} %; one run's spread after seed effects, the study's "
+                     f"common one: {amount(sigma, proportion)}): " + "; ".join(counts))
     return lines
