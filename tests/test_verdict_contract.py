@@ -159,5 +159,6 @@ def test_the_note_stores_the_verdict_per_point_as_a_study_attribute() -> None:
     rows, verdict = table.point_rows(study)
     lines = stored.user_attrs[note.VERDICT]
     assert lines[0].startswith(f"{format_params(verdict.best.params)}: best (mean ")
-    assert len(lines) == len(rows) and all(row.mark in line for row, line in zip(rows, lines))
+    assert len(lines) == len(rows)
+    assert all(row.mark in line for row, line in zip(rows, lines, strict=True))
     assert wording.DASHBOARD_LINE in table.markdown(study)

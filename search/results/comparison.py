@@ -29,6 +29,7 @@ import dataclasses
 import numpy as np
 
 from search.results import moderation
+
 # Differences whose spread is below this (relative to the values' size) have none: equal
 # values, or a gap every replicate repeats exactly, up to floating-point rounding.
 _NO_SPREAD = 1e-12

@@ -18,7 +18,6 @@ from search.results import table
 from search.study import points
 from search.study.storage import Storage
 
-
 VERDICT = "verdict"
 
 
