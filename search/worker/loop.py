@@ -118,6 +118,10 @@ def _train_and_record(storage: Storage, study: optuna.Study, trainer: UnitTraine
     except optuna.exceptions.UpdateFinishedTrialError:
         logger.warning("trial %d was failed by another worker; moving on", trial.number)
         return False
+    except optuna.TrialPruned:  # its pruner stopped it: it has ended, and counts
+        with held_interrupts():
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            trainer.forget(unit)
     except _STORAGE_FAULTS:
         raise  # the storage itself failed: stop; the next run finds the trial dead
     except StoreError:  # the last checkpoint stays: a rerun once the store is back resumes

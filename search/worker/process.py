@@ -19,7 +19,7 @@ import optuna
 
 from search.data import Dataset
 from search.options import RunOptions
-from search.study import lifecycle, points
+from search.study import lifecycle, points, pruning
 from search.study.storage import Storage, storage_errors
 from search.training.checkpoints import CheckpointStore
 from search.userdata import UserData
@@ -86,6 +86,16 @@ def _path_recorder(storage: Storage, study: optuna.Study
     return record
 
 
+def _pruning(storage: Storage, study: optuna.Study) -> Callable[[optuna.Trial], bool] | None:
+    """The study's pruner, built from its stored budget, as the objective asks it."""
+    with storage_errors(storage.url):
+        budget = study.user_attrs[points.BUDGET]
+    pruner = pruning.make(budget) if "search" in budget else None
+    if pruner is None:
+        return None
+    return lambda trial: pruning.should_prune(pruner, study, storage.rdb, trial)
+
+
 def work_here(options: RunOptions, storage: Storage, study: optuna.Study,
               dataset: Dataset | UserData, builder: Callable[..., Any] | None = None,
               on_trial_end: Callable[[optuna.trial.FrozenTrial], None] | None = None,
@@ -119,7 +129,8 @@ def work_here(options: RunOptions, storage: Storage, study: optuna.Study,
                               on_epoch=progress.epoch_end if progress else None,
                               on_finish=TrialArtifacts(options.locations.artifacts,
                                                        options.definition.metric,
-                                                       builder is None))
+                                                       builder is None),
+                              prune=_pruning(storage, study))
         if isinstance(path, CompiledPath):
             path.compile_ahead(options.definition)
         with storage_errors(storage.url):
