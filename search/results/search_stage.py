@@ -89,6 +89,18 @@ def summarise(study: optuna.Study, statuses: list[points.UnitStatus],
                          study.user_attrs.get(points.CONFIRM, 0), dict(sorted(pruned.items())))
 
 
+def progress_line(study: optuna.Study, statuses: list[points.UnitStatus], configurations: int,
+                  confirmed_runs: int) -> str:
+    """``study 'x' (tpe): search 12 of 40 trials ended; confirm: ...``."""
+    search = summarise(study, statuses, importance=False)
+    repeats = study.user_attrs.get(points.REPEATS, 1)
+    confirm = (f"confirm: {confirmed_runs} of {configurations * repeats} trials complete "
+               f"({configurations} configuration(s) x {repeats} fresh seed(s))"
+               if configurations else "confirm: starts once every search trial has ended")
+    return (f"study '{study.study_name}' ({study.user_attrs[points.BUDGET]['search']['sampler']}"
+            f"): search {search.ended} of {search.trials} trials ended; {confirm}")
+
+
 def lines(summary: SearchSummary, metric: str) -> list[str]:
     """The search stage in a few sentences."""
     pruned = "".join(f"; {count} after epoch {epoch}" for epoch, count in summary.pruned.items())

@@ -153,13 +153,8 @@ def progress_line(study: optuna.Study, rows: list[PointRow]) -> str:
 
 
 def _sampled_progress(study: optuna.Study, rows: list[PointRow]) -> str:
-    search = search_stage.summarise(study, unit_rows(study), importance=False)
-    repeats = study.user_attrs.get(points.REPEATS, 1)
-    confirm = (f"confirm: {sum(row.summary.n for row in rows)} of {len(rows) * repeats} trials "
-               f"complete ({len(rows)} configuration(s) x {repeats} fresh seed(s))" if rows
-               else "confirm: starts once every search trial has ended")
-    return (f"study '{study.study_name}' ({study.user_attrs[points.BUDGET]['search']['sampler']}"
-            f"): search {search.ended} of {search.trials} trials ended; {confirm}")
+    return search_stage.progress_line(study, unit_rows(study), len(rows),
+                                      sum(row.summary.n for row in rows))
 
 
 def _search_lines(study: optuna.Study, rows: list[PointRow]) -> list[str]:
@@ -197,6 +192,8 @@ def markdown(study: optuna.Study) -> str:
               "over the replicates; adjusted_mean takes out what each seed does to every "
               "point, and ranks them. 'contender': cannot be ruled out as best; 'ruled out': "
               f"another point beats it by more than the margin ({verdict.method or '-'}). "
+              + ("search: the one search run that chose the configuration; the rest are its "
+                 "confirm runs on fresh seeds. " if stages.is_sampled(study) else "") +
               "Each trial's page lists its curves and history. Full report: "
               f"`python -m search.report --study {study.study_name}`"]
     return "\n".join(lines)
