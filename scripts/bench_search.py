@@ -15,7 +15,8 @@ re-trained with ``model.fit`` on the same 5 fresh seeds. Per method: the re-trai
 (mean ± std), the score the method reported for its winner and the inflation (how much
 better it looked than its re-training), the epochs trained, the wall time and the peak
 memory of its processes (PSS). KerasTuner is a peer, not a dependency:
-``pip install keras-tuner``.
+``pip install keras-tuner tensorboard scikit-learn`` (KerasTuner imports TensorBoard on
+TensorFlow; its ``BayesianOptimization`` needs scikit-learn).
 """
 
 from __future__ import annotations
