@@ -21,7 +21,10 @@ from search.errors import SearchError
 # Our names -> Optuna's sampler classes (optuna.samplers.*).
 SAMPLERS = {"grid": "GridSampler", "random": "RandomSampler", "qmc": "QMCSampler",
             "tpe": "TPESampler", "cmaes": "CmaEsSampler", "gp": "GPSampler"}
-KEYS = ("sampler", "trials", "confirm", "seed", "sampler_options")
+KEYS = ("sampler", "trials", "confirm", "seed", "sampler_options", "pruner", "pruner_options")
+# Our names -> Optuna's pruner classes (optuna.pruners.*); none: every trial runs its epochs.
+PRUNERS = {"none": None, "median": "MedianPruner", "percentile": "PercentilePruner",
+           "successive-halving": "SuccessiveHalvingPruner", "hyperband": "HyperbandPruner"}
 DEFAULT_CONFIRM = 3  # the best configurations re-trained on fresh seeds (at most `trials`)
 SAMPLED_REPEATS = 3  # fresh-seed runs of each confirmed configuration, unless [training] says
 
@@ -36,6 +39,8 @@ class SearchPlan:
     confirm: int = 0
     seed: int | None = None
     options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    pruner: str = "none"
+    pruner_options: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def sampled(self) -> bool:
@@ -44,7 +49,10 @@ class SearchPlan:
 
     def budget(self) -> dict[str, Any]:
         """What a sampled study's trials depend on: never trials or confirm, which may grow."""
-        return {"sampler": self.sampler, "seed": self.seed, "sampler_options": self.options}
+        found = {"sampler": self.sampler, "seed": self.seed, "sampler_options": self.options}
+        if self.pruner != "none":  # which trials stop early: what they hold depends on it
+            found |= {"pruner": self.pruner, "pruner_options": self.pruner_options}
+        return found
 
 
 def _integer(source: str, table: dict[str, Any], key: str) -> int | None:
@@ -91,12 +99,51 @@ def _grid(source: str, table: dict[str, Any], space: dict[str, Any]) -> dict[str
         raise SearchError(f"{source}: 'search_space.{ranged}' is a range, and a grid takes "
                           "lists only; pick a sampler in [search] (e.g. sampler = \"tpe\" "
                           "with trials = 40) or list its values")
-    given = next((key for key in ("trials", "confirm", "seed", "sampler_options")
-                  if key in table), None)
+    given = next((key for key in ("trials", "confirm", "seed", "sampler_options", "pruner",
+                                  "pruner_options") if key in table), None)
     if given is not None:
-        raise SearchError(f"{source}: 'search.{given}' applies to a sampler; a grid runs "
-                          "every point (set search.sampler to search by trials)")
+        why = ("a pruned grid point would have no complete replicates for the verdict"
+               if given.startswith("pruner") else "a grid runs every point")
+        raise SearchError(f"{source}: 'search.{given}' applies to a sampler; {why} (set "
+                          "search.sampler to search by trials)")
     return {"search": SearchPlan()}
+
+
+def _checked_pruner(source: str, table: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The pruner's name and options, each option a keyword its Optuna class takes, and the
+    class content with them (a required one, such as percentile's, present)."""
+    pruner, options = table.get("pruner", "none"), table.get("pruner_options", {})
+    if pruner not in PRUNERS:
+        raise SearchError(f"{source}: 'search.pruner' must be one of {', '.join(PRUNERS)}, "
+                          f"not {pruner!r}")
+    if not isinstance(options, dict):
+        raise SearchError(f"{source}: 'search.pruner_options' must be a table of keyword "
+                          f"arguments, not {options!r}")
+    if PRUNERS[pruner] is None:
+        if options:
+            raise SearchError(f"{source}: 'search.pruner_options' needs a pruner (set "
+                              "search.pruner)")
+        return pruner, {}
+    import optuna
+
+    cls = getattr(optuna.pruners, PRUNERS[pruner])
+    parameters = inspect.signature(cls.__init__).parameters
+    taken = [name for name in parameters if name != "self"]
+    for key in options:
+        if key not in taken:
+            raise SearchError(f"{source}: 'search.pruner_options.{key}' is not an option of "
+                              f"optuna.pruners.{cls.__name__}; it takes {', '.join(taken)}")
+    required = [name for name in taken if parameters[name].default is inspect.Parameter.empty
+                and name not in options]
+    if required:
+        raise SearchError(f"{source}: 'search.pruner_options.{required[0]}' is required by "
+                          f"optuna.pruners.{cls.__name__} (pruner {pruner})")
+    try:
+        cls(**options)
+    except Exception as error:  # whatever the class says of a bad value
+        raise SearchError(f"{source}: 'search.pruner_options' rejected by "
+                          f"optuna.pruners.{cls.__name__}: {error}") from None
+    return pruner, dict(options)
 
 
 def checked_search(document: dict[str, Any], source: str, space: dict[str, Any],
@@ -133,5 +180,7 @@ def checked_search(document: dict[str, Any], source: str, space: dict[str, Any],
     if not 0 <= sampler_seed < 2**32:
         raise SearchError(f"{source}: 'search.seed' must lie in 0..{2**32 - 1}")
     _check_options(source, sampler, options, sampler_seed)
-    return {"search": SearchPlan(sampler, trials, confirm, sampler_seed, dict(options)),
+    pruner, pruner_options = _checked_pruner(source, table)
+    return {"search": SearchPlan(sampler, trials, confirm, sampler_seed, dict(options),
+                                 pruner, pruner_options),
             **({} if "repeats" in training else {"repeats": SAMPLED_REPEATS})}

@@ -58,6 +58,7 @@ class SearchSummary:
     best: FrozenTrial | None
     importances: dict[str, float]
     confirm: int
+    pruned: dict[int, int] = dataclasses.field(default_factory=dict)  # epoch -> trials
 
     def to_json(self, stages_of: list[dict[str, Any]]) -> dict[str, Any]:
         best = self.best
@@ -66,6 +67,8 @@ class SearchSummary:
                 "best_params": best.params if best else None,
                 "best_trial": best.number if best else None,
                 "importances": self.importances, "confirm": self.confirm,
+                "pruned": sum(self.pruned.values()),
+                "pruned_at_epochs": {str(epoch): n for epoch, n in self.pruned.items()},
                 "trial_stages": stages_of}
 
 
@@ -75,10 +78,15 @@ def summarise(study: optuna.Study, statuses: list[points.UnitStatus],
     search = _search(statuses)
     memory = search_study(study, statuses)
     best = memory.best_trial if memory.trials else None
-    ended = sum(status.state(limit) in (points.COMPLETE, points.GIVEN_UP) for status in search)
+    ended = sum(status.state(limit) in stages.ENDED for status in search)
+    pruned: dict[int, int] = {}
+    for status in search:
+        if status.pruned is not None and status.complete is None:
+            epoch = status.pruned.user_attrs.get(points.PRUNED_AT_EPOCH, 0)
+            pruned[epoch] = pruned.get(epoch, 0) + 1
     return SearchSummary(len(search), ended, len(memory.trials), best,
                          importances(memory) if importance else {},
-                         study.user_attrs.get(points.CONFIRM, 0))
+                         study.user_attrs.get(points.CONFIRM, 0), dict(sorted(pruned.items())))
 
 
 def progress_line(study: optuna.Study, statuses: list[points.UnitStatus], configurations: int,
@@ -95,8 +103,10 @@ def progress_line(study: optuna.Study, statuses: list[points.UnitStatus], config
 
 def lines(summary: SearchSummary, metric: str) -> list[str]:
     """The search stage in a few sentences."""
+    pruned = "".join(f"; {count} after epoch {epoch}" for epoch, count in summary.pruned.items())
     found = [f"search: {summary.ended} of {summary.trials} trials ended, {summary.complete} "
-             "complete"]
+             f"complete" + (f", {sum(summary.pruned.values())} pruned ({pruned[2:]})"
+                            if pruned else "")]
     if summary.best is not None:
         found.append(f"best search trial: #{summary.best.number} "
                      f"{format_params(summary.best.params)}: {metric} {summary.best.value:.4f}")

@@ -19,7 +19,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from search import ranges
-from search.study import points, samplers, stages, units
+from search.study import points, pruning, samplers, stages, units
 from search.study.claim_table import GRACE_PERIOD, Claim, is_alive
 from search.study.optuna_internals import (
     create_running_trial,
@@ -117,9 +117,15 @@ def start_trial(study: optuna.Study, storage: Storage, unit: points.Unit, attemp
     space, params = budget["search_space"], dict(unit.params)
     user_attrs: dict[str, object] = {points.REPLICATE: unit.replicate}
     unit_key: list[object] = [unit.point, unit.replicate]
+    system_attrs: dict[str, object] = {}
     if unit.stage != points.GRID_STAGE:
         user_attrs[points.STAGE] = unit.stage
         unit_key.append(unit.stage)
+    if unit.stage == points.SEARCH_STAGE and attempt > 0:  # the pruner judged it so far
+        system_attrs = pruning.inherited_rungs(
+            [t for t in study.get_trials(deepcopy=False)
+             if t.system_attrs.get(points.CLAIM, [None])[0] == unit.id
+             and stages.stage_of(t) == points.SEARCH_STAGE])
     if unit.stage == points.SEARCH_STAGE and not params:
         fixed = samplers.fixed_configuration(budget["search"], space, unit.id)
         if fixed is None:  # an adaptive sampler: asked through the trial, below
@@ -130,8 +136,8 @@ def start_trial(study: optuna.Study, storage: Storage, unit: points.Unit, attemp
         number=-1, state=TrialState.RUNNING, value=None,
         datetime_start=datetime.datetime.now(), datetime_complete=None,
         params=params, distributions=distributions, user_attrs=user_attrs,
-        system_attrs={points.UNIT: unit_key, points.CLAIM: [unit.id, attempt],
-                      points.OWNER: owner},
+        system_attrs={**system_attrs, points.UNIT: unit_key,
+                      points.CLAIM: [unit.id, attempt], points.OWNER: owner},
         intermediate_values={}, trial_id=-1)
     trial = create_running_trial(storage.rdb, study, template)
     if len(params) < len(space):

@@ -24,8 +24,8 @@ from optuna.trial import FrozenTrial
 from search.definition_schema import DEFAULT_MAX_ATTEMPTS
 from search.model_sections import DEFAULT_METRIC
 
-PENDING, RUNNING, COMPLETE, RETRYING, GIVEN_UP = (
-    "pending", "running", "complete", "retrying", "given up")
+PENDING, RUNNING, COMPLETE, RETRYING, GIVEN_UP, PRUNED = (
+    "pending", "running", "complete", "retrying", "given up", "pruned")
 CLAIMABLE = (PENDING, RETRYING)
 UNFINISHED = (PENDING, RUNNING, RETRYING)
 
@@ -60,6 +60,8 @@ BUDGET = "budget"  # study user attribute: what the stored trials depend on
 DEFINITION = "definition"  # study user attribute: the definition file's text
 FINGERPRINTS = "fingerprints"  # study user attribute: {model, data} hashes of user code, data
 STAGE = "stage"  # trial user attribute of a sampled study: "search" or "confirm"
+PRUNED_AT_EPOCH = "pruned_at_epoch"  # trial user attribute: the epoch its pruner stopped it
+PRUNER = "pruner"  # trial user attribute: the pruner that stopped it
 TRIALS = "trials"  # study user attribute: a sampled study's search trials
 CONFIRM = "confirm"  # study user attribute: how many of the best configurations are confirmed
 CONFIRMED = "confirmed"  # study user attribute: search units whose configurations are confirmed
@@ -125,6 +127,7 @@ class UnitStatus:
     unit: Unit
     complete: FrozenTrial | None = None
     running: FrozenTrial | None = None
+    pruned: FrozenTrial | None = None  # a search unit its pruner stopped: it has ended
     errors: int = 0  # attempts that failed with an error (not interruptions)
     forgiven: int = 0  # of those, errors before the last --retry-failed
     last_failure: str | None = None
@@ -132,6 +135,8 @@ class UnitStatus:
     def state(self, max_attempts: int) -> str:
         if self.complete is not None:
             return COMPLETE
+        if self.pruned is not None:
+            return PRUNED
         if self.running is not None:
             return RUNNING
         counted = self.errors - self.forgiven

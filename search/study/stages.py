@@ -2,7 +2,7 @@
 
 *Search*: exactly ``trials`` units, ids 0 .. trials-1; each takes the configuration its sampler
 gives its first trial (``search.study.samplers``) and keeps it through every later attempt.
-*Confirm*: once every search unit has ended (complete or given up), the ``confirm`` best
+*Confirm*: once every search unit has ended (complete, pruned or given up), the ``confirm`` best
 distinct configurations by search value are each re-trained ``repeats`` times on fresh seeds.
 The confirmed configurations are kept on the study (``confirmed``: their search units), so a
 configuration once confirmed stays confirmed when ``trials`` grows, and its confirm units'
@@ -20,7 +20,7 @@ from optuna.trial import FrozenTrial
 from search.study import points
 from search.study.points import CONFIRM_STAGE, SEARCH_STAGE, Unit, UnitStatus, canonical
 
-_ENDED = (points.COMPLETE, points.GIVEN_UP)
+ENDED = (points.COMPLETE, points.GIVEN_UP, points.PRUNED)  # a search unit's ends
 
 
 def is_sampled(study: optuna.Study) -> bool:
@@ -40,7 +40,7 @@ def _params_of(trial: FrozenTrial, names: list[str]) -> dict:
 
 
 def search_ended(search: list[UnitStatus], limit: int) -> bool:
-    return all(status.state(limit) in _ENDED for status in search)
+    return all(status.state(limit) in ENDED for status in search)
 
 
 def best_configurations(search: list[UnitStatus], count: int, maximize: bool) -> list[int]:

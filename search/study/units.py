@@ -49,6 +49,8 @@ def add_trial(status: UnitStatus, trial: FrozenTrial) -> None:
     """Count ``trial`` (one attempt at ``status``'s unit) into it."""
     if trial.state == TrialState.COMPLETE and status.complete is None:
         status.complete = trial
+    elif trial.state == TrialState.PRUNED and status.pruned is None:
+        status.pruned = trial
     elif trial.state == TrialState.RUNNING:
         status.running = trial
     elif trial.state == TrialState.FAIL:

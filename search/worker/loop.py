@@ -118,6 +118,8 @@ def _train_and_record(storage: Storage, study: optuna.Study, trainer: UnitTraine
     except optuna.exceptions.UpdateFinishedTrialError:
         logger.warning("trial %d was failed by another worker; moving on", trial.number)
         return False
+    except optuna.TrialPruned:  # its pruner stopped it: it has ended, and counts
+        _ended(study, trainer, trial, unit, state=optuna.trial.TrialState.PRUNED)
     except _STORAGE_FAULTS:
         raise  # the storage itself failed: stop; the next run finds the trial dead
     except StoreError:  # the last checkpoint stays: a rerun once the store is back resumes
@@ -137,7 +139,13 @@ def _train_and_record(storage: Storage, study: optuna.Study, trainer: UnitTraine
                                f"error: {type(error).__name__}: {error}"[:500])
             trainer.forget(unit)  # the retry starts from scratch
     else:
-        with held_interrupts():
-            study.tell(trial, value)
-            trainer.forget(unit)
+        _ended(study, trainer, trial, unit, value)
     return True
+
+
+def _ended(study: optuna.Study, trainer: UnitTrainer, trial: optuna.Trial, unit: points.Unit,
+           value: float | None = None, state: optuna.trial.TrialState | None = None) -> None:
+    """Record the trial's end (its value, or PRUNED) and drop its checkpoint, unsplit."""
+    with held_interrupts():
+        study.tell(trial, value, state=state)
+        trainer.forget(unit)

@@ -34,6 +34,8 @@ logger = logging.getLogger(__name__)
 EpochListener = Callable[[optuna.Trial, int, dict[str, float], float], None]
 # Called with the trained model while the trial still runs (Optuna attaches nothing later).
 FinishListener = Callable[[optuna.Trial, keras.Model], None]
+# Whether a search trial that has just reported an epoch stops there (the study's pruner).
+Pruning = Callable[[optuna.Trial], bool]
 
 
 class TrainingDiverged(ArithmeticError):
@@ -55,6 +57,7 @@ class _Running:
     state: list[Any]  # the variables a checkpoint keeps
     history: dict[str, list[float]]
     epoch_seconds: list[float]
+    prunable: bool = False  # a search trial of a study with a pruner (never a confirm run)
 
 
 class _TrialCallback(keras.callbacks.Callback):
@@ -87,6 +90,12 @@ class _TrialCallback(keras.callbacks.Callback):
         running.trial.set_user_attr(points.EPOCHS_DONE, epoch + 1)
         if objective.on_epoch is not None:
             objective.on_epoch(running.trial, epoch + 1, logs, seconds)
+        # Never after the last epoch: stopping there would save nothing and lose a result.
+        last = epoch + 1 == objective.definition.epochs
+        if running.prunable and not last and objective.prune(running.trial):
+            running.trial.set_user_attr(points.PRUNED_AT_EPOCH, epoch + 1)
+            running.trial.set_user_attr(points.PRUNER, objective.definition.search.pruner)
+            raise optuna.TrialPruned(f"pruned after epoch {epoch + 1}")
 
 
 def checkpoint_name(unit: Unit) -> str:
@@ -108,6 +117,7 @@ class Objective:
     checkpoints: CheckpointStore | None = None
     on_epoch: EpochListener | None = None
     on_finish: FinishListener | None = None
+    prune: Pruning | None = None
 
     def forget(self, unit: Unit) -> None:
         if self.checkpoints is not None:
@@ -117,7 +127,8 @@ class Objective:
                key: dict[str, Any]) -> tuple[keras.Model, _Running]:
         """The trial's model, built, and where it starts: its checkpoint, else epoch 0."""
         model = self.path.build(self.definition.model_arguments(params))
-        running = _Running(trial, checkpoint_name(unit), key, self.path.state(model), {}, [])
+        running = _Running(trial, checkpoint_name(unit), key, self.path.state(model), {}, [],
+                           self.prune is not None and unit.stage == points.SEARCH_STAGE)
         restored = self.checkpoints.load(running.checkpoint, key, running.state) \
             if self.checkpoints else None
         if restored is not None:

@@ -19,7 +19,7 @@ import optuna
 
 from search.data import Dataset
 from search.options import RunOptions
-from search.study import lifecycle, points
+from search.study import lifecycle, points, pruning
 from search.study.storage import Storage, storage_errors
 from search.training.checkpoints import CheckpointStore
 from search.userdata import UserData
@@ -86,6 +86,27 @@ def _path_recorder(storage: Storage, study: optuna.Study
     return record
 
 
+def _model_path(options: RunOptions, storage: Storage, study: optuna.Study,
+                builder: Callable[..., Any], dataset: UserData) -> Any:
+    """A [model]'s path: its study's recorded choices, and a sampled study's new ones."""
+    from search.worker.paths import ModelPath
+
+    with storage_errors(storage.url):
+        chosen = study.user_attrs.get(points.PATHS, {})
+    record = _path_recorder(storage, study) if options.definition.search.sampled else None
+    return ModelPath(builder, dataset, chosen, options.definition.path, record)
+
+
+def _pruning(storage: Storage, study: optuna.Study) -> Callable[[optuna.Trial], bool] | None:
+    """The study's pruner, built from its stored budget, as the objective asks it."""
+    with storage_errors(storage.url):
+        budget = study.user_attrs[points.BUDGET]
+    pruner = pruning.make(budget) if "search" in budget else None
+    if pruner is None:
+        return None
+    return lambda trial: pruning.should_prune(pruner, study, storage.rdb, trial)
+
+
 def work_here(options: RunOptions, storage: Storage, study: optuna.Study,
               dataset: Dataset | UserData, builder: Callable[..., Any] | None = None,
               on_trial_end: Callable[[optuna.trial.FrozenTrial], None] | None = None,
@@ -96,7 +117,7 @@ def work_here(options: RunOptions, storage: Storage, study: optuna.Study,
     from search.results.artifacts import TrialArtifacts
     from search.training.compiled import CompiledTraining
     from search.worker.objective import Objective
-    from search.worker.paths import CompiledPath, ModelPath
+    from search.worker.paths import CompiledPath
     from search.worker.progress import Progress
 
     # What lives now (TensorFlow, Keras, the data: 300,000 objects) lives for the whole
@@ -106,20 +127,17 @@ def work_here(options: RunOptions, storage: Storage, study: optuna.Study,
     gc.freeze()
     progress = None if quiet or not options.show_progress else Progress(study)
     trial_end = _both(on_trial_end, progress and progress.trial_end)
-    with storage_errors(storage.url):
-        chosen = study.user_attrs.get(points.PATHS, {})
-    record = _path_recorder(storage, study) if options.definition.search.sampled else None
     with CompiledTraining() as compiled:
-        path = ModelPath(builder, dataset, chosen, options.definition.path, record) \
-            if builder is not None \
-            else CompiledPath(compiled, dataset)
+        path = _model_path(options, storage, study, builder, dataset) \
+            if builder is not None else CompiledPath(compiled, dataset)
         objective = Objective(options.definition, path,
                               CheckpointStore(options.locations.artifacts,
                                               options.definition.name),
                               on_epoch=progress.epoch_end if progress else None,
                               on_finish=TrialArtifacts(options.locations.artifacts,
                                                        options.definition.metric,
-                                                       builder is None))
+                                                       builder is None),
+                              prune=_pruning(storage, study))
         if isinstance(path, CompiledPath):
             path.compile_ahead(options.definition)
         with storage_errors(storage.url):
