@@ -22,6 +22,7 @@ from search.options import RunOptions
 from search.signals import raise_if_interrupted
 from search.study import points, stages, units
 from search.study.points import format_params
+from search.worker.eta import Eta
 from search.worker.progress import format_seconds
 
 # How often the process that started the workers reads the study to show its progress.
@@ -29,11 +30,13 @@ WATCH_SECONDS = 1.0
 
 
 class StudyMonitor:
-    """Prints what the storage shows (trials starting, epochs finishing, trials ending) and
-    tells ``on_trial_end`` of each trial that ended."""
+    """Prints what the storage shows, one line per event (a trial started, an epoch ended, a
+    trial ended with its value, the study's progress and ETA), and tells ``on_trial_end`` of
+    each trial that ended."""
 
     def __init__(self, study: optuna.Study, show: bool,
-                 on_trial_end: Callable[[optuna.trial.FrozenTrial], None] | None) -> None:
+                 on_trial_end: Callable[[optuna.trial.FrozenTrial], None] | None,
+                 workers: int = 1, clock: Callable[[], float] = time.perf_counter) -> None:
         self.study = study
         self.show = show
         self.on_trial_end = on_trial_end
@@ -42,7 +45,9 @@ class StudyMonitor:
         self.seen_epochs: dict[int, int] = {}
         self.ended: set[int] = {t.number for t in study.get_trials(deepcopy=False)
                                 if t.state.is_finished()}
-        self.started = time.perf_counter()
+        self.clock = clock
+        self.started = clock()
+        self.eta = Eta(workers)
 
     def _name(self, trial: optuna.trial.FrozenTrial) -> str:
         replicate = trial.user_attrs.get(points.REPLICATE, 0)
@@ -54,28 +59,42 @@ class StudyMonitor:
         if self.show:
             print(text, file=sys.stderr)
 
-    def poll(self) -> None:
-        trials = self.study.get_trials(deepcopy=False)
+    def _epochs(self, trial: optuna.trial.FrozenTrial, now: float) -> None:
+        """A line per epoch newly reported; each counts toward its worker's pace."""
+        worker = trial.system_attrs.get(points.OWNER, trial.number)
+        for step in sorted(trial.intermediate_values):
+            if step > self.seen_epochs[trial.number]:
+                self.seen_epochs[trial.number] = step
+                self.eta.epoch_ended(worker, now)
+                self._say(f"  #{trial.number} epoch {step}/{self.epochs} {self.metric} "
+                          f"{trial.intermediate_values[step]:.4f}")
+
+    def _status(self, trials: list[optuna.trial.FrozenTrial], now: float) -> str:
+        """``3 of 27 trials complete, elapsed 41s, ETA 5m02s`` (no ETA until it means
+        something)."""
         done = sum(t.state == TrialState.COMPLETE for t in trials)
         total = stages.planned(self.study, units.unit_status(self.study, trials))
+        running = sum(len(t.intermediate_values) for t in trials if not t.state.is_finished())
+        left = self.eta.seconds_left((total - done) * self.epochs - running, now)
+        return (f"{done} of {total} trials complete, elapsed "
+                f"{format_seconds(now - self.started)}"
+                f"{'' if left is None else ', ETA ' + format_seconds(left)}")
+
+    def poll(self) -> None:
+        trials, now = self.study.get_trials(deepcopy=False), self.clock()
         for trial in trials:
             if trial.number in self.ended:
                 continue
             if trial.number not in self.seen_epochs:
                 self.seen_epochs[trial.number] = 0
                 self._say(f"trial {self._name(trial)} started")
-            for step in sorted(trial.intermediate_values):
-                if step > self.seen_epochs[trial.number]:
-                    self.seen_epochs[trial.number] = step
-                    self._say(f"  #{trial.number} epoch {step}/{self.epochs} {self.metric} "
-                              f"{trial.intermediate_values[step]:.4f}")
+            self._epochs(trial, now)
             if trial.state.is_finished():
                 self.ended.add(trial.number)
                 outcome = (f"{self.metric} {trial.value:.4f}" if trial.state == TrialState.COMPLETE
                            else f"{trial.state.name}: {trial.user_attrs.get(points.FAILURE)}")
-                self._say(f"  {self._name(trial)} ended, {outcome} [{done} of {total} trials "
-                          f"complete, elapsed "
-                          f"{format_seconds(time.perf_counter() - self.started)}]")
+                self._say(f"  {self._name(trial)} ended, {outcome} "
+                          f"[{self._status(trials, now)}]")
                 if self.on_trial_end is not None:
                     self.on_trial_end(trial)
 
@@ -122,7 +141,12 @@ def work_in_processes(options: RunOptions, study: optuna.Study,
     workers = [_start_worker(options) for _ in range(options.workers)]
     interrupted = False
     try:
-        monitor = StudyMonitor(study, options.show_progress, on_trial_end)
+        # A worker that finds nothing left to claim never trains: wait for no more pace
+        # than there are units left.
+        statuses = units.unit_status(study)
+        left = stages.planned(study, statuses) - sum(s.complete is not None for s in statuses)
+        monitor = StudyMonitor(study, options.show_progress, on_trial_end,
+                               workers=max(1, min(options.workers, left)))
         # poll() every worker each round (no short-circuit): it also reaps the dead ones.
         while [worker.poll() for worker in workers].count(None):
             raise_if_interrupted()

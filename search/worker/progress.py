@@ -1,7 +1,8 @@
 """What a person watching a study sees: trial k of n, point and replicate, a bar, ETA.
 
 On a terminal each trial redraws one line per epoch in place; elsewhere (CI, a log file)
-it prints one line per epoch. Everything goes to stderr, leaving stdout for results.
+it prints one line per epoch. Everything goes to stderr, leaving stdout for results. The
+ETA appears from the second epoch on (``search.worker.eta``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import optuna
 
 from search.study import points, stages, units
 from search.study.points import Unit, format_params
+from search.worker.eta import Eta
 
 
 def format_seconds(seconds: float) -> str:
@@ -52,7 +54,7 @@ class Progress:
         self.stream = sys.stderr
         self.tty = self.stream.isatty()
         self.started = time.perf_counter()
-        self.epochs_run = 0
+        self.eta = Eta(workers=1)
 
     def _write(self, text: str, final: bool = True) -> None:
         if self.tty:
@@ -67,18 +69,20 @@ class Progress:
 
     def epoch_end(self, trial: optuna.Trial, epoch: int, logs: dict[str, float],
                   seconds: float) -> None:
-        self.epochs_run += 1
-        epochs = self.epochs
-        per_epoch = (time.perf_counter() - self.started) / self.epochs_run
+        now, epochs = time.perf_counter(), self.epochs
+        self.eta.epoch_ended("this worker", now)
         left_in_trial = epochs - epoch
         left_in_study = left_in_trial + max(0, self.total - self.done - 1) * epochs
         filled = 20 * epoch // epochs
         bar = "#" * filled + "." * (20 - filled)
         scores = " ".join(f"{name} {value:.4f}" for name, value in logs.items())
         text = (f"  epoch {epoch:>2}/{epochs} [{bar}] {scores}  {seconds:.1f}s/epoch  "
-                f"elapsed {format_seconds(time.perf_counter() - self.started)}  "
-                f"ETA trial {format_seconds(left_in_trial * per_epoch)}, "
-                f"study {format_seconds(left_in_study * per_epoch)}")
+                f"elapsed {format_seconds(now - self.started)}")
+        study_left = self.eta.seconds_left(left_in_study, now)
+        if study_left is not None:
+            trial_left = self.eta.seconds_left(left_in_trial, now)
+            text += (f"  ETA trial {format_seconds(trial_left)}, "
+                     f"study {format_seconds(study_left)}")
         self._write(text, final=not self.tty or epoch == epochs)
 
     def trial_end(self, trial: optuna.trial.FrozenTrial) -> None:
