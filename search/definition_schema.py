@@ -15,32 +15,47 @@ from search.errors import SearchError
 
 DEFAULT_MAX_ATTEMPTS = 3  # errors before a unit is given up; studies stored without one too
 
-# Each key: (type or types, default). Every [training] key defaults to the seed's setup, so
-# a study file holds only what differs from it; ``StudyDefinition`` takes its defaults here.
-_SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
-    "search_space": {},  # each a non-empty list of values (search.knobs, search.model_sections)
+# Each key: (type or types, default, what it means). Every [training] key defaults to the
+# seed's setup, so a study file holds only what differs; ``StudyDefinition`` takes its
+# defaults here, and the manual's study-file reference its words (``reference``).
+_SCHEMA: dict[str, dict[str, tuple[Any, Any, str]]] = {
+    "search_space": {},  # lists or ranges: knobs.PARAMETER_HELP, model_sections (a builder's)
     "model": {},  # search.model_sections checks these three
     "data": {},
     "objective": {},
     "search": {},  # search.search_section checks it: sampler, trials, confirm, seed, options
     "training": {
-        "epochs": (int, 10),
-        "batch_size": (int, 32),  # when the grid does not search it (Keras's default)
-        "learning_rate": (int | float, knobs.SEED_MODEL["learning_rate"]),  # the MLP's, likewise
-        "hidden_units": (list, knobs.SEED_MODEL["hidden_units"]),
-        "activation": (str, knobs.SEED_MODEL["activation"]),
-        "dropout": (int | float, knobs.SEED_MODEL["dropout"]),
-        "optimizer": (str, knobs.SEED_MODEL["optimizer"]),
-        "validation_size": (int, 6000),
-        "train_size": (int, None),
-        "seed": (int, 0),
-        "max_attempts": (int, DEFAULT_MAX_ATTEMPTS),
-        "repeats": (int, 1),
-        "path": (str, "auto"),  # a [model]'s training path; auto: search.training.path_choice
+        "epochs": (int, 10, "epochs every trial trains"),
+        "batch_size": (int, 32, "the batch size when [search_space] does not search it "
+                       "(Keras's default)"),
+        "learning_rate": (int | float, knobs.SEED_MODEL["learning_rate"],
+                          "the built-in MLP's learning rate when not searched"),
+        "hidden_units": (list, knobs.SEED_MODEL["hidden_units"],
+                         "the built-in MLP's Dense layer sizes between Flatten and the softmax"),
+        "activation": (str, knobs.SEED_MODEL["activation"],
+                       "the built-in MLP's hidden activation when not searched"),
+        "dropout": (int | float, knobs.SEED_MODEL["dropout"],
+                    "the built-in MLP's dropout rate after each hidden layer when not searched"),
+        "optimizer": (str, knobs.SEED_MODEL["optimizer"],
+                      "the built-in MLP's optimizer (adam, sgd, rmsprop) when not searched"),
+        "validation_size": (int, 6000, "examples held out of the training set for "
+                            "validation, by the study's seed (unless the data has x_valid)"),
+        "train_size": (int, None, "use only this many training examples (smoke runs); "
+                       "default: all"),
+        "seed": (int, 0, "the validation split, and replicate 0's weights and batch order "
+                 "(the others' seeds are drawn from it)"),
+        "max_attempts": (int, DEFAULT_MAX_ATTEMPTS, "runs of a unit that may end in an error "
+                         "before it is given up"),
+        "repeats": (int, 1, "replicates per grid point, or fresh-seed runs of each confirmed "
+                    "configuration (3 for a sampled study); may grow on a stored study"),
+        "path": (str, "auto", "a [model]'s training path: auto (the rule), xla, graph or fit"),
     },
     "storage": {
-        "url": (str, None),
-        "artifacts": (str, None),  # the artifact store: a folder or s3://bucket/prefix
+        "url": (str, None, "the database URL (sqlite:///..., postgresql+psycopg://...); "
+                "default: studies/NAME.db; --storage and $OPTUNA_STORAGE take precedence"),
+        "artifacts": (str, None, "the artifact store for checkpoints, figures and models: a "
+                      "folder or s3://bucket/prefix; default: NAME.artifacts beside the "
+                      "database"),
     },
 }
 
@@ -48,6 +63,20 @@ _SCHEMA: dict[str, dict[str, tuple[Any, Any]]] = {
 def default(key: str) -> Any:
     """The default of a [training] key."""
     return _SCHEMA["training"][key][1]
+
+
+def reference() -> dict[str, dict[str, tuple[str, Any, str]]]:
+    """Every section's keys as (type, default, meaning), read from where each is checked:
+    the manual's study-file reference is generated from this."""
+    def named(expected: Any) -> str:
+        return " or ".join(kind.__name__ for kind in getattr(expected, "__args__", (expected,)))
+
+    fixed = {section: {key: (named(kind), value, meaning)
+                       for key, (kind, value, meaning) in _SCHEMA[section].items()}
+             for section in ("training", "storage")}
+    space = {**knobs.PARAMETER_HELP, "<builder argument>": model_sections.BUILDER_SPACE_HELP}
+    return {"search_space": space, **model_sections.HELP,
+            "search": dict(search_section.KEYS), **fixed}
 
 
 def _check_type(source: str, key: str, value: Any, expected: Any) -> None:
@@ -84,7 +113,7 @@ def _section_values(document: dict[str, Any], source: str) -> dict[str, Any]:
             if key not in _SCHEMA[section]:
                 raise SearchError(f"{source}: unknown key {f'{section}.{key}'!r}; expected "
                                   f"one of {', '.join(_SCHEMA[section])}")
-        for key, (expected, value) in _SCHEMA[section].items():
+        for key, (expected, value, _) in _SCHEMA[section].items():
             if key not in table:
                 fields[key] = value
                 continue

@@ -50,6 +50,20 @@ _PARAMETERS: dict[str, tuple[Callable[[Any], bool], str, str]] = {
 }
 
 
+# What each searched parameter of the built-in MLP means: (type, default, meaning). Not
+# searched, a knob takes its [training] value.
+PARAMETER_HELP: dict[str, tuple[str, object, str]] = {
+    "learning_rate": ("list or range", None, "the optimizer's learning rate, in (0, 1)"),
+    "batch_size": ("list or range", None, "examples per training step, a positive integer"),
+    "hidden_units": ("list", None, "Dense layer sizes between Flatten and the softmax, "
+                     "as lists: [[128, 64], [512]] (shown 128-64)"),
+    "dropout": ("list or range", None, "the dropout rate after each hidden layer, in [0, 1)"),
+    "activation": ("list", None, f"the hidden layers' activation: {', '.join(ACTIVATIONS)}"),
+    "optimizer": ("list", None, f"{', '.join(OPTIMIZERS)} (Keras's defaults besides the "
+                  "learning rate)"),
+}
+
+
 def units_label(hidden_units: Sequence[int]) -> str:
     """A hidden_units choice as Optuna stores it and reports show it: ``128-64``.
 

@@ -31,6 +31,29 @@ DIRECTIONS = ("maximize", "minimize")
 _SPEC = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
 # The built-in MLP's knobs, set in [training]; a [model] builder takes its own in [model].
 MLP_ONLY = ("hidden_units", "activation", "dropout", "optimizer", "learning_rate")
+# Each key: (type, default, what it means), as the manual's study-file reference shows it.
+HELP: dict[str, dict[str, tuple[str, object, str]]] = {
+    "model": {
+        "build": ("str", None, "the builder, \"module:function\" (the study file's folder "
+                  "first on the path); called with plain values, returns a compiled model"),
+        "<any other key>": ("any", None, "a fixed keyword argument of the builder"),
+    },
+    "data": {
+        "load": ("str", None, "the loader, \"module:function\", returning the arrays; called "
+                 "once per process (exactly one of load and path)"),
+        "path": ("str", None, "an .npz file beside the study file holding x_train, y_train, "
+                 "..."),
+    },
+    "objective": {
+        "metric": ("str", DEFAULT_METRIC, "the validation metric the study optimizes (any "
+                   "val_ metric the compiled model reports)"),
+        "direction": ("str", "by the metric's name", "maximize or minimize; minimize for "
+                      "names ending in loss, error, mse or mae, maximize for accuracy and auc"),
+    },
+}
+# A [model] builder's [search_space]: any of its keyword arguments, and batch_size.
+BUILDER_SPACE_HELP = ("list or range", None, "with a [model]: any keyword argument of the "
+                      "builder, as a list of values or a range")
 
 
 def _table(document: dict[str, Any], section: str, source: str) -> dict[str, Any] | None:
@@ -68,7 +91,7 @@ def data_section(document: dict[str, Any], source: str,
     if model is None:
         raise SearchError(f"{source}: [data] needs a [model] that takes it; the built-in MLP "
                           "trains on MNIST only")
-    unknown = sorted(set(table) - {"load", "path"})
+    unknown = sorted(set(table) - set(HELP["data"]))
     if unknown or len(table) != 1:
         raise SearchError(f"{source}: [data] takes exactly one of 'load' (\"module:function\") "
                           f"or 'path' (an .npz file), not {', '.join(sorted(table)) or 'none'}")
@@ -92,7 +115,7 @@ def default_direction(metric: str) -> str | None:
 def objective_section(document: dict[str, Any], source: str) -> tuple[str, str]:
     """[objective]: the validation metric and its direction."""
     table = _table(document, "objective", source) or {}
-    unknown = sorted(set(table) - {"metric", "direction"})
+    unknown = sorted(set(table) - set(HELP["objective"]))
     if unknown:
         raise SearchError(f"{source}: unknown key 'objective.{unknown[0]}'; expected metric, "
                           "direction")

@@ -21,12 +21,27 @@ from search.errors import SearchError
 # Our names -> Optuna's sampler classes (optuna.samplers.*).
 SAMPLERS = {"grid": "GridSampler", "random": "RandomSampler", "qmc": "QMCSampler",
             "tpe": "TPESampler", "cmaes": "CmaEsSampler", "gp": "GPSampler"}
-KEYS = ("sampler", "trials", "confirm", "seed", "sampler_options", "pruner", "pruner_options")
+DEFAULT_CONFIRM = 3  # the best configurations re-trained on fresh seeds (at most `trials`)
+SAMPLED_REPEATS = 3  # fresh-seed runs of each confirmed configuration, unless [training] says
+# Each key of [search]: (type, default, what it means), as the manual's reference shows it.
+KEYS: dict[str, tuple[str, object, str]] = {
+    "sampler": ("str", "grid", "grid (lists only), random, qmc, tpe, cmaes or gp: which of "
+                "Optuna's samplers proposes the configurations"),
+    "trials": ("int", None, "search trials, exactly, across all workers and machines; "
+               "required by every sampler but grid"),
+    "confirm": ("int", DEFAULT_CONFIRM, "the best configurations by search value, each "
+                "re-trained on `repeats` fresh seeds (at most `trials`; 0: none)"),
+    "seed": ("int", "[training] seed", "the sampler's seed"),
+    "sampler_options": ("table", {}, "keyword arguments of the sampler's Optuna class, like "
+                        "{n_startup_trials = 8}"),
+    "pruner": ("str", "none", "none, median, percentile, successive-halving or hyperband: "
+               "which of Optuna's pruners stops poor search trials early"),
+    "pruner_options": ("table", {}, "keyword arguments of the pruner's Optuna class, like "
+                       "{min_resource = 1}"),
+}
 # Our names -> Optuna's pruner classes (optuna.pruners.*); none: every trial runs its epochs.
 PRUNERS = {"none": None, "median": "MedianPruner", "percentile": "PercentilePruner",
            "successive-halving": "SuccessiveHalvingPruner", "hyperband": "HyperbandPruner"}
-DEFAULT_CONFIRM = 3  # the best configurations re-trained on fresh seeds (at most `trials`)
-SAMPLED_REPEATS = 3  # fresh-seed runs of each confirmed configuration, unless [training] says
 
 
 @dataclasses.dataclass(frozen=True)
