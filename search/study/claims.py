@@ -1,5 +1,5 @@
-"""Claiming a unit (grid point and replicate) so that no two workers run it: the one module
-that decides which unit a worker takes and starts its trial.
+"""Claiming a unit (a grid point's replicate, a search trial, a confirm run) so that no two
+workers run it: the one module that decides which unit a worker takes and starts its trial.
 
 Optuna's GridSampler picks a point by reading which trials exist and then creating a trial:
 two workers can read the same state and pick the same point. Here a worker first inserts a
