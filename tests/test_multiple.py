@@ -13,7 +13,7 @@ import pytest
 import scipy.special
 import scipy.stats
 
-from search.results import critical, moderation, multiple, statistics
+from search.results import comparison, critical, moderation, multiple, statistics
 from tests.test_statistics import SEED_OFFSETS, grid, judge, point
 
 
@@ -53,6 +53,30 @@ def test_unequal_spreads_keep_each_pairs_own_and_equal_ones_pool() -> None:
     steady = grid({0.001: 0.97, 0.01: 0.96}, 0.002, 10, seed=0)
     prior = multiple.with_best(statistics.scores([p.validation for p in steady], True)).pairs
     assert prior.prior.df > 30 and "45 at most" in judge(steady).method
+
+
+def _agreeing_study(replicates: int) -> np.ndarray:
+    """Nine equal points whose pairs' spreads show no difference (an infinite prior)."""
+    for seed in range(50):
+        rng = np.random.default_rng(seed)
+        values = 0.97 + rng.normal(0, 0.002, (1, replicates)) + rng.normal(
+            0, 0.002, (9, replicates))
+        if comparison.estimate(values).prior.df == math.inf:
+            return values
+    raise AssertionError("no agreeing study in 50 seeds")
+
+
+def test_agreeing_spreads_get_the_pooled_residual_spread_from_3_replicates() -> None:
+    # Hsu's pooled MCB exactly: every pair's variance is twice the two-way model's.
+    values = _agreeing_study(3)
+    pairs, model = comparison.estimate(values), comparison.fit(values)
+    assert pairs.sigma == pytest.approx(model.sigma)
+    off = ~np.eye(9, dtype=bool)
+    assert np.allclose(pairs.se[off], model.sigma * math.sqrt(2 / 3))
+    assert np.all(pairs.df[off] == model.df) and "pooled residual" in pairs.method
+    # At 2 replicates a pair's 1 degree of freedom cannot show unequal spreads: no pooling.
+    shallow = comparison.estimate(_agreeing_study(2))
+    assert not shallow.prior.pooled and "1 degree of freedom" in shallow.method
 
 
 def test_the_prior_is_fitted_from_the_spread_of_the_variances() -> None:
