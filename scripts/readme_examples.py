@@ -1,0 +1,116 @@
+"""Run the shipped examples as the README says and write their output into the README, with
+the date, the CPU and the wall time, so that no hand-edited copy of a verdict is kept.
+
+    MNIST_DATA=../shared/mnist python scripts/readme_examples.py            # every marked one
+    MNIST_DATA=../shared/mnist python scripts/readme_examples.py regression
+
+Each example is a block of the README between ``<!-- example: NAME -->`` and
+``<!-- /example -->``; this script owns what lies between the two markers (the text around
+them is the README's). Every example runs as ``python -m search.run --study NAME --workers
+auto`` on a fresh SQLite file and artifact folder in a temporary directory, so a study
+already stored under ./studies is neither read nor touched. A run that fails leaves its
+block as it was and ends the script with its exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+README = REPO / "README.md"
+_BLOCK = re.compile(r"(<!-- example: (?P<name>[\w.-]+) -->\n)(?P<body>.*?)(<!-- /example -->)",
+                    re.DOTALL)
+
+
+def marked(text: str) -> list[str]:
+    """The examples the README marks, in the order they appear."""
+    return [match["name"] for match in _BLOCK.finditer(text)]
+
+
+def replace_block(text: str, name: str, body: str) -> str:
+    """``text`` with example ``name``'s block replaced by ``body``; ValueError without one."""
+    found = [match for match in _BLOCK.finditer(text) if match["name"] == name]
+    if len(found) != 1:
+        raise ValueError(f"README: expected one '<!-- example: {name} -->' ... "
+                         f"'<!-- /example -->' block, found {len(found)}")
+    match = found[0]
+    return text[:match.start("body")] + body + text[match.end("body"):]
+
+
+def cpu() -> str:
+    """The CPU as lscpu names it, with AVX-512 when it has it, and the cores this process
+    may use (what ``--workers auto`` sees)."""
+    name, flags = "unknown CPU", ""
+    try:
+        output = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        output = ""
+    for line in output.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "Model name":
+            name = value.strip()
+        elif key.strip() == "Flags":
+            flags = value
+    vector = " with AVX-512" if "avx512f" in flags.split() else ""
+    return f"{name}{vector}, {len(os.sched_getaffinity(0))} cores"
+
+
+def run_example(name: str, folder: Path) -> tuple[str, float]:
+    """The example's stdout (the table and the verdict) and its wall seconds; progress on
+    stderr is shown as it comes. RuntimeError when the run fails."""
+    command = [sys.executable, "-m", "search.run", "--study", name,
+               "--storage", f"sqlite:///{folder / (name + '.db')}",
+               "--artifacts", str(folder / f"{name}.artifacts"), "--workers", "auto"]
+    started = time.perf_counter()
+    done = subprocess.run(command, cwd=REPO, stdout=subprocess.PIPE, text=True, check=False)
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        raise RuntimeError(f"{name}: python -m search.run exited {done.returncode}")
+    return done.stdout.strip("\n"), seconds
+
+
+def block(name: str, output: str, seconds: float, day: datetime.date, machine: str) -> str:
+    """What lies between the markers: the command, when and where it ran, its output."""
+    return (f"`python -m search.run --study {name} --workers auto`, on a fresh SQLite file, "
+            f"on {day.isoformat()} ({machine}): **{seconds:.1f} s wall**. Its output, written "
+            "by `python scripts/readme_examples.py` (not edited by hand):\n\n"
+            f"```\n{output}\n```\n")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("names", nargs="*", help="examples to run (default: every marked one)")
+    parser.add_argument("--readme", type=Path, default=README)
+    args = parser.parse_args(argv)
+    text = args.readme.read_text()
+    names = args.names or marked(text)
+    unknown = sorted(set(names) - set(marked(text)))
+    if unknown:
+        parser.error(f"{args.readme} has no example block for {', '.join(unknown)}: add "
+                     "'<!-- example: NAME -->' and '<!-- /example -->' where it belongs")
+    machine = cpu()
+    for name in names:
+        with tempfile.TemporaryDirectory(prefix=f"readme-{name}-") as folder:
+            try:
+                output, seconds = run_example(name, Path(folder))
+            except RuntimeError as error:
+                print(error, file=sys.stderr)
+                return 1
+        text = replace_block(args.readme.read_text(), name,
+                             block(name, output, seconds, datetime.date.today(), machine))
+        args.readme.write_text(text)  # each example as it finishes: a later failure keeps it
+        print(f"{name}: {seconds:.1f} s, written to {args.readme}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
