@@ -10,6 +10,7 @@ import math
 
 import numpy as np
 import pytest
+import scipy.optimize
 import scipy.special
 import scipy.stats
 
@@ -113,3 +114,22 @@ def test_dunnett_critical_value_matches_simulation(comparisons: int, rho: float,
         (100_000, comparisons))
     scale = np.sqrt(rng.chisquare(df, (100_000, 1)) / df)
     assert np.mean((normal / scale).max(axis=1) > value) == pytest.approx(0.05, abs=0.004)
+
+
+@pytest.mark.parametrize(("comparisons", "rho", "df"), [
+    (8, 0.5, 16), (8, 0.0, 2), (2, 0.35, 1), (11, 0.2, math.inf), (35, 0.5, 4)])
+def test_the_fast_quadrature_never_gives_a_smaller_critical_value(comparisons: int, rho: float,
+                                                                  df: float) -> None:
+    # The verdict's small quadrature (milliseconds a value) is rounded up past its error:
+    # against a fine one (4000 scale points x 96 Hermite nodes) it is larger by under 0.2 %.
+    nodes, weights = np.polynomial.hermite_e.hermegauss(96)
+    scales = (np.ones(1) if math.isinf(df) else
+              np.sqrt(scipy.stats.chi2.ppf((np.arange(4000) + 0.5) / 4000, df) / df))
+
+    def all_below(d: float) -> float:
+        inner = scipy.stats.norm.cdf((d * scales[:, None] - math.sqrt(rho) * nodes[None, :])
+                                     / math.sqrt(1 - rho))
+        return float(np.mean(inner ** comparisons @ weights) / math.sqrt(2 * math.pi))
+
+    fine = scipy.optimize.brentq(lambda d: all_below(d) - 0.95, 0.5, 60, xtol=1e-8)
+    assert fine <= critical.dunnett(comparisons, rho, df, 0.05) <= fine * 1.002
