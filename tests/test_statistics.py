@@ -176,6 +176,18 @@ def test_a_level_beaten_on_average_is_named_when_one_of_its_points_is_a_contende
                                   "ruled out as best)")
 
 
+def test_a_beaten_level_that_the_best_point_has_is_named_as_the_best_points() -> None:
+    # The regression example: units 64 wins on average, yet the best point has units 16.
+    found = grid({0.001: 0.98, 0.01: 0.95}, 0.0005, 5)
+    found[3] = point(found[3].params, [v + 0.04 for v in found[3].validation.values()])
+    result = judge(found)
+    assert names([result.best]) == ["learning_rate=0.01 batch_size=32"]
+    rate = next(m for m in result.marginals if m.name == "learning_rate")
+    assert rate.ruled_out == ["0.01"]
+    assert rate.sentence.endswith("(single points with learning_rate 0.01, the best point "
+                                  "among them, still cannot be ruled out as best)")
+
+
 def test_a_far_worse_contender_says_why_and_intervals_stay_in_range() -> None:
     found = grid({0.001: 0.9955, 0.01: 0.99}, 0.0003, 3, batch_sizes=(32, 64))
     found[3] = point(found[3].params, [0.998, 0.94, 0.9995])  # far worse on average, wild
