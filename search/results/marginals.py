@@ -86,6 +86,22 @@ def _sentence(name: str, levels: list[str], beaten_by: dict[str, str], noise: bo
     return sentence
 
 
+def _settled_one_by_one(name: str, levels: list[str], ruled_out: list[str],
+                        contenders: Sequence[dict[str, Any]], noise: bool) -> str:
+    """A level the levels' comparison keeps although every point with it is ruled out as
+    best: said, so "cannot be told apart" and "ruled out" do not seem to disagree."""
+    if not contenders or not noise:
+        return ""
+    held = {format_value(point.get(name)) for point in contenders}
+    kept = [text for text in levels if text not in ruled_out]
+    settled = [text for text in kept if text not in held]
+    if not settled or len(kept) < 2:  # a sole kept level beats the others: nothing to square
+        return ""
+    them = "it" if len(settled) == 1 else "them"
+    return (f" (every point with {name} {_join(settled)} is ruled out as best; averaged, "
+            f"the stricter comparison of levels does not yet separate {them})")
+
+
 def marginal(name: str, completed: Sequence[PointSummary], alpha: float, maximize: bool,
              replicates: int, contenders: Sequence[dict[str, Any]] = (),
              averaged: Sequence[str] = ()) -> Marginal | None:
@@ -112,6 +128,7 @@ def marginal(name: str, completed: Sequence[PointSummary], alpha: float, maximiz
     best_level = format_value(contenders[0].get(name)) if contenders else None
     sentence = _sentence(name, levels, beaten_by, noise, replicates, list(averaged),
                          elsewhere, best_level)
+    sentence += _settled_one_by_one(name, levels, ruled_out, contenders, noise)
     waiting = [text for text in groups if text not in levels]
     if waiting:  # no seed is complete at all of its points yet
         sentence += f"; {_join(waiting)} not comparable yet"
