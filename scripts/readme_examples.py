@@ -9,7 +9,9 @@ Each example is a block of the README between ``<!-- example: NAME -->`` and
 them is the README's). Every example runs as ``python -m search.run --study NAME --workers
 auto`` on a fresh SQLite file and artifact folder in a temporary directory, so a study
 already stored under ./studies is neither read nor touched. A run that fails leaves its
-block as it was and ends the script with its exit status.
+block as it was and ends the script with its exit status. The README's figures of an
+example (``FIGURES``) are drawn by ``python -m search.report`` from the same run, so a
+picture of the verdict cannot outlive it either.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import argparse
 import datetime
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -27,6 +30,13 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 README = REPO / "README.md"
+# An example's report figures -> where the README shows them.
+FIGURES = {
+    "mnist": {"heatmap.png": "docs/mnist-heatmap.png",
+              "validation_curves.png": "docs/mnist-validation-curves.png",
+              "best_point_curves.png": "docs/mnist-best-point-curves.png"},
+    "mnist-width-dropout": {"heatmap.png": "docs/width-dropout-heatmap.png"},
+}
 _BLOCK = re.compile(r"(<!-- example: (?P<name>[\w.-]+) -->\n)(?P<body>.*?)(<!-- /example -->)",
                     re.DOTALL)
 
@@ -64,18 +74,38 @@ def cpu() -> str:
     return f"{name}{vector}, {len(os.sched_getaffinity(0))} cores"
 
 
+def _where(name: str, folder: Path) -> list[str]:
+    """The flags that keep an example's storage and artifacts in ``folder``."""
+    return ["--study", name, "--storage", f"sqlite:///{folder / (name + '.db')}",
+            "--artifacts", str(folder / f"{name}.artifacts")]
+
+
 def run_example(name: str, folder: Path) -> tuple[str, float]:
     """The example's stdout (the table and the verdict) and its wall seconds; progress on
     stderr is shown as it comes. RuntimeError when the run fails."""
-    command = [sys.executable, "-m", "search.run", "--study", name,
-               "--storage", f"sqlite:///{folder / (name + '.db')}",
-               "--artifacts", str(folder / f"{name}.artifacts"), "--workers", "auto"]
+    command = [sys.executable, "-m", "search.run", *_where(name, folder), "--workers", "auto"]
     started = time.perf_counter()
     done = subprocess.run(command, cwd=REPO, stdout=subprocess.PIPE, text=True, check=False)
     seconds = time.perf_counter() - started
     if done.returncode != 0:
         raise RuntimeError(f"{name}: python -m search.run exited {done.returncode}")
     return done.stdout.strip("\n"), seconds
+
+
+def copy_figures(name: str, folder: Path) -> list[str]:
+    """Draw the example's report from its run in ``folder`` and copy the README's figures
+    of it into place; the paths written. RuntimeError when the report fails."""
+    wanted = FIGURES.get(name, {})
+    if not wanted:
+        return []
+    out = folder / "report"
+    command = [sys.executable, "-m", "search.report", *_where(name, folder), "--out", str(out)]
+    done = subprocess.run(command, cwd=REPO, stdout=subprocess.DEVNULL, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{name}: python -m search.report exited {done.returncode}")
+    for figure, target in wanted.items():
+        shutil.copyfile(out / figure, REPO / target)
+    return list(wanted.values())
 
 
 def block(name: str, output: str, seconds: float, day: datetime.date, machine: str) -> str:
@@ -102,13 +132,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix=f"readme-{name}-") as folder:
             try:
                 output, seconds = run_example(name, Path(folder))
+                figures = copy_figures(name, Path(folder))
             except RuntimeError as error:
                 print(error, file=sys.stderr)
                 return 1
         text = replace_block(args.readme.read_text(), name,
                              block(name, output, seconds, datetime.date.today(), machine))
         args.readme.write_text(text)  # each example as it finishes: a later failure keeps it
-        print(f"{name}: {seconds:.1f} s, written to {args.readme}", file=sys.stderr)
+        print(f"{name}: {seconds:.1f} s, written to {args.readme}"
+              + "".join(f", {figure}" for figure in figures), file=sys.stderr)
     return 0
 
 
