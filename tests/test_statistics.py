@@ -12,7 +12,7 @@ import math
 import numpy as np
 import pytest
 
-from search.results import multiple, statistics, wording
+from search.results import marginals, multiple, statistics, wording
 from search.results import verdict as verdicts
 from search.study import points
 
@@ -174,6 +174,34 @@ def test_a_level_beaten_on_average_is_named_when_one_of_its_points_is_a_contende
     assert rate.ruled_out == ["0.01"] and "best" not in rate.sentence.split("(")[0]
     assert rate.sentence.endswith("(single points with learning_rate 0.01 still cannot be "
                                   "ruled out as best)")
+
+
+def test_a_beaten_level_that_the_best_point_has_is_named_as_the_best_points() -> None:
+    # The regression example: units 64 wins on average, yet the best point has units 16.
+    found = grid({0.001: 0.98, 0.01: 0.95}, 0.0005, 5)
+    found[3] = point(found[3].params, [v + 0.04 for v in found[3].validation.values()])
+    result = judge(found)
+    assert names([result.best]) == ["learning_rate=0.01 batch_size=32"]
+    rate = next(m for m in result.marginals if m.name == "learning_rate")
+    assert rate.ruled_out == ["0.01"]
+    assert rate.sentence.endswith("(single points with learning_rate 0.01, the best point "
+                                  "among them, still cannot be ruled out as best)")
+
+
+def test_a_level_kept_on_average_but_ruled_out_point_by_point_says_both() -> None:
+    # The convnet example: both lr 0.001 points ruled out as best, yet on average 0.001 and
+    # 0.003 "cannot be told apart" (the levels' all-pairs test is stricter than MCB).
+    summaries = statistics.summarise(grid({0.001: 0.97, 0.01: 0.97}, 0.002, 3, seed=1))
+    best_only = [dict(s.params) for s in summaries if s.params["learning_rate"] == 0.001]
+    found = marginals.marginal("learning_rate", summaries, 0.05, True, 3, best_only,
+                               ["batch_size"])
+    assert found.ruled_out == []
+    assert found.sentence.endswith("(every point with learning_rate 0.01 is ruled out as "
+                                   "best; averaged, the stricter comparison of levels does "
+                                   "not yet separate it)")
+    every = [dict(s.params) for s in summaries]
+    assert "every point" not in marginals.marginal("learning_rate", summaries, 0.05, True, 3,
+                                                   every, ["batch_size"]).sentence
 
 
 def test_a_far_worse_contender_says_why_and_intervals_stay_in_range() -> None:

@@ -59,10 +59,12 @@ def _series(group: list[PointSummary]) -> dict[int, float]:
 
 
 def _sentence(name: str, levels: list[str], beaten_by: dict[str, str], noise: bool,
-              replicates: int, averaged: list[str], elsewhere: list[str]) -> str:
+              replicates: int, averaged: list[str], elsewhere: list[str],
+              best_level: str | None = None) -> str:
     """What the levels' comparison found, saying what each level averages over; a level
     is never called best: a single point with another level may still be a contender.
-    ``beaten_by``: each ruled-out level -> the level that beats it."""
+    ``beaten_by``: each ruled-out level -> the level that beats it; ``best_level``: the best
+    point's level (named when it is a beaten one, lest the two lines seem to disagree)."""
     contenders = [level for level in levels if level not in beaten_by]
     over = f"averaged over {_join(averaged)}, " if averaged else ""
     if not noise:
@@ -78,18 +80,35 @@ def _sentence(name: str, levels: list[str], beaten_by: dict[str, str], noise: bo
     if len(contenders) > 1:
         sentence += f"; {_join(contenders)} cannot be told apart"
     if elsewhere:
-        sentence += (f" (single points with {name} {_join(elsewhere)} still cannot be ruled "
-                     "out as best)")
+        among = ", the best point among them," if best_level in elsewhere else ""
+        sentence += (f" (single points with {name} {_join(elsewhere)}{among} still cannot be "
+                     "ruled out as best)")
     return sentence
+
+
+def _settled_one_by_one(name: str, levels: list[str], ruled_out: list[str],
+                        contenders: Sequence[dict[str, Any]], noise: bool) -> str:
+    """A level the levels' comparison keeps although every point with it is ruled out as
+    best: said, so "cannot be told apart" and "ruled out" do not seem to disagree."""
+    if not contenders or not noise:
+        return ""
+    held = {format_value(point.get(name)) for point in contenders}
+    kept = [text for text in levels if text not in ruled_out]
+    settled = [text for text in kept if text not in held]
+    if not settled or len(kept) < 2:  # a sole kept level beats the others: nothing to square
+        return ""
+    them = "it" if len(settled) == 1 else "them"
+    return (f" (every point with {name} {_join(settled)} is ruled out as best; averaged, "
+            f"the stricter comparison of levels does not yet separate {them})")
 
 
 def marginal(name: str, completed: Sequence[PointSummary], alpha: float, maximize: bool,
              replicates: int, contenders: Sequence[dict[str, Any]] = (),
              averaged: Sequence[str] = ()) -> Marginal | None:
     """The hyperparameter's marginal claims, or None when it has fewer than 2 levels.
-    ``contenders``: the points that cannot be ruled out as best (their levels are named
-    when the levels' comparison rules them out); ``averaged``: the other hyperparameters
-    that vary."""
+    ``contenders``: the points that cannot be ruled out as best, the best first (their
+    levels are named when the levels' comparison rules them out); ``averaged``: the other
+    hyperparameters that vary."""
     groups = _levels(name, completed)
     series = {text: _series(group) for text, group in groups.items()}
     levels = [text for text in groups if series[text]]  # a level needs one complete seed
@@ -106,8 +125,10 @@ def marginal(name: str, completed: Sequence[PointSummary], alpha: float, maximiz
                  if any(format_value(point.get(name)) == text for point in contenders)]
     beaten_by = {text: levels[int(standing.decided_by[index])]
                  for index, text in enumerate(levels) if standing.ruled_out[index]}
+    best_level = format_value(contenders[0].get(name)) if contenders else None
     sentence = _sentence(name, levels, beaten_by, noise, replicates, list(averaged),
-                         elsewhere)
+                         elsewhere, best_level)
+    sentence += _settled_one_by_one(name, levels, ruled_out, contenders, noise)
     waiting = [text for text in groups if text not in levels]
     if waiting:  # no seed is complete at all of its points yet
         sentence += f"; {_join(waiting)} not comparable yet"

@@ -30,6 +30,7 @@ class Prior:
 
     df: float
     variance: float
+    pooled: bool = False  # variance: the two-way model's pooled residual one (x 2, per pair)
 
 
 def trigamma_inverse(value: float) -> float:
