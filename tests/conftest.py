@@ -121,9 +121,9 @@ def _no_leftover_runs():
 @pytest.fixture
 def storage(tmp_path: Path):
     """A new SQLite storage opened as a run opens it, for studies built in the test."""
-    from search.study.storage import open_storage
+    from tests.helpers import scratch_storage
 
-    opened = open_storage(f"sqlite:///{tmp_path}/grid.db")
+    opened = scratch_storage(f"sqlite:///{tmp_path}/grid.db")
     yield opened
     opened.rdb.engine.dispose()
 

@@ -110,3 +110,22 @@ def postgres_url_or_skip() -> str:
         pytest.fail("SEARCH_TEST_POSTGRES_URL is not set; .ci/run must start PostgreSQL")
     pytest.skip("no PostgreSQL server: run scripts/start_postgres.sh and set "
                 "SEARCH_TEST_POSTGRES_URL")
+
+
+def without_fsync(engine) -> None:
+    """SQLite waits for the disk at every commit, which is most of the time these throwaway
+    studies take to build; they need no durability."""
+    import sqlalchemy
+
+    sqlalchemy.event.listen(engine, "connect",
+                            lambda connection, _: connection.execute("PRAGMA synchronous = OFF"))
+    engine.dispose()  # connections opened before the listener reconnect with it
+
+
+def scratch_storage(url: str):
+    """A storage opened as a run opens it, for a throwaway study built in a test."""
+    from search.study.storage import open_storage
+
+    opened = open_storage(url)
+    without_fsync(opened.rdb.engine)
+    return opened

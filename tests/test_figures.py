@@ -14,13 +14,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 import optuna
 import pytest
-import sqlalchemy
 
 from search import definition as definitions
 from search.results import figures, grid_figure, statistics, table
 from search.results.table import PointRow
 from search.study import claims, lifecycle, points, units
 from search.study.storage import open_storage
+from tests.helpers import without_fsync
 
 FIGURES = ["best_point_curves.png", "heatmap.png", "validation_curves.png"]
 EPOCHS = 4
@@ -34,14 +34,6 @@ def history(unit: points.Unit) -> dict[str, list[float]]:
     accuracy = final - 0.08 * (1 - rise)
     return {"accuracy": list(accuracy + 0.01), "val_accuracy": list(accuracy),
             "loss": list(0.4 * (1.2 - accuracy)), "val_loss": list(0.5 * (1.2 - accuracy))}
-
-
-def without_fsync(engine: sqlalchemy.engine.Engine) -> None:
-    """SQLite waits for the disk at every commit, which is most of the time these throwaway
-    studies take to build; they need no durability."""
-    sqlalchemy.event.listen(engine, "connect",
-                            lambda connection, _: connection.execute("PRAGMA synchronous = OFF"))
-    engine.dispose()  # connections opened before the listener reconnect with it
 
 
 def make_study(folder: Path, *, learning_rates: tuple = (0.0001, 0.001, 0.01),

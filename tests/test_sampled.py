@@ -22,6 +22,7 @@ from search.study import claims, lifecycle, points, samplers, units
 from search.study.claim_table import current_owner
 from search.study.optuna_internals import trial_id
 from search.worker import loop
+from tests.helpers import scratch_storage
 
 SAMPLED = """\
 [search_space]
@@ -125,18 +126,16 @@ def test_random_and_qmc_configurations_depend_on_seed_and_unit_alone() -> None:
 def test_tpe_with_one_worker_samples_the_same_configurations_twice(tmp_path) -> None:
     found = []
     for copy in ("a", "b"):
-        from search.study.storage import open_storage
-        study = run(open_storage(f"sqlite:///{tmp_path}/{copy}.db"),
+        study = run(scratch_storage(f"sqlite:///{tmp_path}/{copy}.db"),
                     make_definition(trials=10, confirm=0))
         found.append([t.params for t in by_stage(study, "search")])
     assert found[0] == found[1] and len({json.dumps(p) for p in found[0]}) == 10
 
 
 def test_planted_search_values_do_not_move_the_verdict(tmp_path) -> None:
-    from search.study.storage import open_storage
     verdicts = []
     for planted in (0.0, 5.0):
-        study = run(open_storage(f"sqlite:///{tmp_path}/{planted}.db"),
+        study = run(scratch_storage(f"sqlite:///{tmp_path}/{planted}.db"),
                     make_definition(sampler="random", trials=8, confirm=3),
                     Scores(planted=planted))
         document = json.loads(table.to_json(study))

@@ -23,8 +23,8 @@ from search import definition
 from search.errors import SearchError
 from search.results import csv_files, export, figures, plotting, search_figures
 from search.study import artifact_store, lifecycle, points, stages
-from search.study.storage import open_storage
 from search.worker import loop
+from tests.helpers import scratch_storage
 
 SAMPLED = """\
 [model]
@@ -82,7 +82,7 @@ class _Enough(Exception):
 def run(folder: Path, confirm: int = 2, trials: int | None = None) -> optuna.Study:
     """Run the study in ``folder``, to its end or through its first ``trials`` trials (0:
     open it only)."""
-    storage = open_storage(f"sqlite:///{folder}/sampled.db")
+    storage = scratch_storage(f"sqlite:///{folder}/sampled.db")
     study = lifecycle.open_study(storage, definition.parse(
         SAMPLED.format(confirm=confirm), "sampled", "sampled.toml"))
     if trials == 0:
