@@ -57,6 +57,7 @@ class StudyDefinition:
     path: str = default("path")  # a [model]'s training path, or "auto" (the rule's)
     storage_url: str | None = None  # the definition's [storage] url
     artifacts: str | None = None  # the definition's [storage] artifacts
+    outage_seconds: float = definition_schema.DEFAULT_OUTAGE_SECONDS  # [storage]
     model: dict[str, Any] | None = None  # [model]: build = "module:function", fixed arguments
     data: dict[str, str] | None = None  # [data]: load = "module:function", or path = "x.npz"
     metric: str = model_sections.DEFAULT_METRIC  # [objective]

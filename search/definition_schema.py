@@ -14,6 +14,7 @@ from search import knobs, model_sections, search_section
 from search.errors import SearchError
 
 DEFAULT_MAX_ATTEMPTS = 3  # errors before a unit is given up; studies stored without one too
+DEFAULT_OUTAGE_SECONDS = 120  # how long a run waits for its database or store to come back
 
 # Each key: (type or types, default, what it means). Every [training] key defaults to the
 # seed's setup, so a study file holds only what differs; ``StudyDefinition`` takes its
@@ -56,6 +57,10 @@ _SCHEMA: dict[str, dict[str, tuple[Any, Any, str]]] = {
         "artifacts": (str, None, "the artifact store for checkpoints, figures and models: a "
                       "folder or s3://bucket/prefix; default: NAME.artifacts beside the "
                       "database"),
+        "outage_seconds": (int | float, DEFAULT_OUTAGE_SECONDS, "how long a run waits for "
+                           "the database or the artifact store to come back after a fault "
+                           "that passes (a restart, a refused or lost connection, a timeout); "
+                           "0: never wait"),
     },
 }
 
@@ -145,6 +150,8 @@ def checked_fields(document: dict[str, Any],
     for key in ("epochs", "batch_size", "validation_size", "max_attempts", "repeats"):
         if fields[key] <= 0:
             raise SearchError(f"{source}: 'training.{key}' must be positive")
+    if fields["outage_seconds"] < 0:
+        raise SearchError(f"{source}: 'storage.outage_seconds' must be 0 or more")
     if fields["train_size"] is not None and fields["train_size"] <= 0:
         raise SearchError(f"{source}: 'training.train_size' must be positive")
     # NumPy's and Keras's seeding accept only unsigned 32-bit seeds; fail here, not mid-study.

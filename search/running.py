@@ -28,7 +28,7 @@ from search import definition as definitions
 from search.errors import Interrupted, SearchError
 from search.options import RunOptions, make_options
 from search.result import StudyResult
-from search.study import artifact_store, lifecycle, points, units
+from search.study import artifact_store, lifecycle, points, retry, units
 from search.study.storage import Storage, open_storage, storage_errors
 from search.usercode import importable_name
 
@@ -150,6 +150,8 @@ def run(options: RunOptions, build: Builder | None = None,
     """Run the study the options describe; see ``run_study``."""
     locations, name = options.locations, options.definition.name
     locations.make_studies_dir()
+    # Once the first contacts below succeed, a fault of either store is waited out this long.
+    retry.set_outage_seconds(options.definition.outage_seconds)
     storage = open_storage(locations.storage_url)
     # Before anything is stored or any data loads: an unusable store is one line now, not a
     # failure after the first trial has trained.
@@ -208,7 +210,8 @@ def work(options: RunOptions) -> None:
     """One worker process of ``--workers N``: open what the run opened, then train."""
     from search.worker import process
 
-    storage = open_storage(options.storage_url)
+    retry.set_outage_seconds(options.definition.outage_seconds)
+    storage = open_storage(options.storage_url, wait=True)  # the run has just reached it
     with storage_errors(storage.url):
         study = lifecycle.open_study(storage, options.definition)
     prepared = _prepare(options, check=False)  # the process that started it checked

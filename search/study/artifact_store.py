@@ -11,6 +11,7 @@ from the URL, the command line or the study::
     with artifact_store.store_errors(location):
         artifact_store.put_bytes(store, "some/id", data)
 
+Past ``check``, a store's calls wait out a fault that passes (``search.study.retry``).
 Checkpoints written through this store: ``search.study.store_checkpoints``.
 """
 
@@ -29,10 +30,12 @@ from typing import TYPE_CHECKING
 
 from search.errors import SearchError, StoreError
 from search.locations import ARTIFACTS_VARIABLE, artifacts_location
+from search.study import retry
 from search.study.store_objects import (
     FolderStore,
     PrefixedBoto3Store,
     get_bytes,
+    passes,
     put_bytes,
     remove,
     remove_all,
@@ -44,9 +47,9 @@ if TYPE_CHECKING:
 __all__ = ["ARTIFACTS_VARIABLE", "Location", "check", "display", "get_bytes", "open_store",
            "parse", "put_bytes", "remove", "remove_all", "resolve", "store_errors"]
 
-# boto3's defaults (60 s reads, up to 5 tries) would leave a run hanging for minutes on a
-# stopped server. With these a GET gives up after about ATTEMPTS x READ_TIMEOUT seconds and a
-# PUT after twice that (it waits for "100 Continue", then for the reply): 60 s at most.
+# boto3's defaults (60 s reads, up to 5 tries) would hang a call for minutes on a stopped
+# server. With these a GET gives up after about ATTEMPTS x READ_TIMEOUT seconds and a PUT
+# after twice that (it waits for "100 Continue", then for the reply); then it is retried.
 CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 10.0
 ATTEMPTS = 3  # in all, the first included: a throttled or dropped request is tried again
@@ -105,12 +108,23 @@ def parse(location: str) -> Location:
     return Location(bucket=bucket, prefix=f"{prefix}/" if prefix else "")
 
 
+def _waiting(store: FolderStore | PrefixedBoto3Store, location: str) -> ArtifactStore:
+    """``store``, each call through the process's outage of ``location``; a wait's reason
+    is the error's words without the advice after ';'."""
+    shown = display(location)
+    store.outage = retry.outage(f"artifact store {shown}", passes,
+                                lambda error: describe_error(error, location).split(";")[0],
+                                lambda text: StoreError(f"artifact store {shown}: {text}"))
+    return store
+
+
 def open_store(location: str, *, connect_timeout: float = CONNECT_TIMEOUT,
                read_timeout: float = READ_TIMEOUT, attempts: int = ATTEMPTS) -> ArtifactStore:
-    """The store at ``location``, opened without touching it (``check`` does that)."""
+    """The store at ``location``, opened without touching it (``check`` does that); its
+    calls wait out a fault that passes."""
     parsed = parse(location)
     if parsed.folder is not None:
-        return FolderStore(parsed.folder)
+        return _waiting(FolderStore(parsed.folder), location)
     try:
         import boto3
         import botocore.config
@@ -126,7 +140,7 @@ def open_store(location: str, *, connect_timeout: float = CONNECT_TIMEOUT,
         s3={"addressing_style": "path"} if custom else None)
     with store_errors(location):
         client = boto3.session.Session().client("s3", config=config)
-    return PrefixedBoto3Store(parsed.bucket or "", parsed.prefix, client)
+    return _waiting(PrefixedBoto3Store(parsed.bucket or "", parsed.prefix, client), location)
 
 
 def check(location: str, store: ArtifactStore | None = None) -> ArtifactStore:
@@ -139,7 +153,7 @@ def check(location: str, store: ArtifactStore | None = None) -> ArtifactStore:
                           "writable or name another store")
     store = store or open_store(location)
     probe = f".search-probe-{uuid.uuid4().hex}"
-    with store_errors(location):
+    with store_errors(location), retry.at_once():
         put_bytes(store, probe, b"probe")
         back = get_bytes(store, probe)
         remove(store, probe)

@@ -4,7 +4,8 @@ it still lives.
 A worker *claims* a unit by inserting the row (study, unit, attempt); the primary key is
 exactly those three columns, so of two workers that try the same unit at the same moment
 exactly one insert succeeds, on SQLite and PostgreSQL alike. ``search.study.claims`` decides
-which unit to try; this module only holds the rows and the owners' identities.
+which unit to try; this module only holds the rows and the owners' identities. Each query
+waits out a database outage (``search.study.retry``), as Optuna's calls do.
 """
 
 from __future__ import annotations
@@ -13,9 +14,15 @@ import dataclasses
 import os
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import sqlalchemy
+
+from search.study import retry
+
+T = TypeVar("T")
 
 # Workers write a heartbeat this often; a trial silent for GRACE_PERIOD is taken as dead.
 # A dead worker on this machine is recognised at once by its process id instead.
@@ -82,30 +89,50 @@ class Claim:
 class ClaimTable:
     """The ``grid_claims`` table, kept in the same database as the study."""
 
-    def __init__(self, engine: sqlalchemy.Engine) -> None:
-        self._engine = engine
+    def __init__(self, engine: sqlalchemy.Engine, outage: retry.Outage | None = None) -> None:
+        self._engine, self._outage = engine, outage
         _metadata.create_all(engine, checkfirst=True)
 
-    def all(self, study_id: int) -> list[Claim]:
+    def _call(self, operation: Callable[[], T]) -> T:
+        return self._outage.call(operation) if self._outage else operation()
+
+    def _rows(self, query: sqlalchemy.Select) -> list[sqlalchemy.Row]:
+        def read() -> list[sqlalchemy.Row]:
+            with self._engine.connect() as connection:
+                return list(connection.execute(query).all())
+
+        return self._call(read)
+
+    def all(self, study_id: int, unit: int | None = None) -> list[Claim]:
+        """The study's claims (of one unit, if given)."""
         query = sqlalchemy.select(claims_table).where(claims_table.c.study_id == study_id)
-        with self._engine.connect() as connection:
-            rows = connection.execute(query).all()
+        if unit is not None:
+            query = query.where(claims_table.c.unit == unit)
         return [Claim(row.unit, row.attempt, row.owner, row.claimed_at)
-                for row in rows]
+                for row in self._rows(query)]
 
     def try_claim(self, study_id: int, unit: int, attempt: int, owner: str) -> bool:
-        """Insert the claim; False if another worker holds that (unit, attempt) already."""
-        try:
-            with self._engine.begin() as connection:
-                connection.execute(claims_table.insert().values(
-                    study_id=study_id, unit=unit, attempt=attempt, owner=owner,
-                    claimed_at=time.time()))
-        except sqlalchemy.exc.IntegrityError:
-            return False
-        return True
+        """Insert the claim; False if another worker holds that (unit, attempt) already.
+
+        A retried insert whose first try had committed finds the row: it is this owner's,
+        so the claim is won, not lost to a worker that does not exist."""
+        def insert() -> bool:
+            try:
+                with self._engine.begin() as connection:
+                    connection.execute(claims_table.insert().values(
+                        study_id=study_id, unit=unit, attempt=attempt, owner=owner,
+                        claimed_at=time.time()))
+            except sqlalchemy.exc.IntegrityError:
+                return any(claim.attempt == attempt and claim.owner == owner
+                           for claim in self.all(study_id, unit))
+            return True
+
+        return self._call(insert)
 
     def delete_study(self, study_id: int) -> None:
-        with self._engine.begin() as connection:
-            connection.execute(claims_table.delete().where(claims_table.c.study_id == study_id))
+        def delete() -> None:
+            with self._engine.begin() as connection:
+                connection.execute(
+                    claims_table.delete().where(claims_table.c.study_id == study_id))
 
-
+        self._call(delete)

@@ -7,6 +7,12 @@ claim row (``search.study.claim_table``), whose primary key admits one row per (
 unit, attempt). Attempt k+1 of a unit is only tried once attempt k has ended (its trial
 finished, or its worker is dead), and never once the unit has a COMPLETE trial, so each
 unit gets at most one live attempt and exactly one COMPLETE trial.
+
+A database outage longer than the heartbeats' grace period silences every worker at once.
+So a worker that has just met one (``search.study.retry``) counts a heartbeat's silence only
+from the moment the database came back: each live worker has beaten again long before
+GRACE_PERIOD has passed since. ``holds`` tells a worker whether its claim is still the
+unit's latest (``search.study.holding`` asks it while the unit trains).
 """
 
 from __future__ import annotations
@@ -32,10 +38,11 @@ from search.study.storage import Storage
 
 @dataclasses.dataclass(frozen=True)
 class Claimed:
-    """A unit this worker holds, and the RUNNING trial made for it."""
+    """A unit this worker holds, its attempt, and the RUNNING trial made for it."""
 
     unit: points.Unit
     trial: optuna.Trial
+    attempt: int = 0
 
 
 def mark_failed(storage: Storage, trial_id: int, reason: str) -> bool:
@@ -47,13 +54,21 @@ def mark_failed(storage: Storage, trial_id: int, reason: str) -> bool:
         return False
 
 
+def _silent_since(storage: Storage, moment: float) -> float:
+    """Seconds of silence since ``moment`` (a time.time()), counted from the end of the last
+    outage this process met if that came later: nobody could write meanwhile."""
+    return time.time() - max(moment, storage.outage.ended_at or 0.0)
+
+
 def fail_dead_trials(study: optuna.Study, storage: Storage) -> list[int]:
     """FAIL every RUNNING trial whose worker is gone; return their numbers.
 
     A worker on this machine is dead when its process is; one elsewhere when its heartbeat
-    is older than the grace period. So a rerun on one machine recovers at once.
+    is older than the grace period, and the grace period has passed since this process
+    last saw the database come back. So a rerun on one machine recovers at once.
     """
-    stale = stale_trial_ids(storage.rdb, study)
+    judged = _silent_since(storage, 0.0) >= GRACE_PERIOD
+    stale = stale_trial_ids(storage.rdb, study) if judged else set()
     recovered = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         owner = trial.system_attrs.get(points.OWNER)
@@ -65,14 +80,16 @@ def fail_dead_trials(study: optuna.Study, storage: Storage) -> list[int]:
     return recovered
 
 
-def _in_flight(claim: Claim, trials: list[FrozenTrial]) -> bool:
+def _in_flight(storage: Storage, claim: Claim, trials: list[FrozenTrial]) -> bool:
     """Whether the claim's attempt may still be running."""
-    for trial in trials:
-        if trial.system_attrs.get(points.CLAIM) == [claim.unit, claim.attempt]:
-            return trial.state == TrialState.RUNNING
+    made = [trial for trial in trials
+            if trial.system_attrs.get(points.CLAIM) == [claim.unit, claim.attempt]]
+    if made:  # more than one only when a retried creation made a spare (failed at once)
+        return any(trial.state == TrialState.RUNNING for trial in made)
     # Claimed but no trial yet: in flight while its owner lives (or, elsewhere, briefly).
     alive = is_alive(claim.owner)
-    return alive is True or (alive is None and time.time() - claim.claimed_at < GRACE_PERIOD)
+    return alive is True or (alive is None and
+                             _silent_since(storage, claim.claimed_at) < GRACE_PERIOD)
 
 
 def _claim_row(study: optuna.Study, storage: Storage,
@@ -93,7 +110,7 @@ def _claim_row(study: optuna.Study, storage: Storage,
             continue
         unit = status.unit
         claim = latest.get(unit.id)
-        if claim is not None and _in_flight(claim, trials):
+        if claim is not None and _in_flight(storage, claim, trials):
             continue
         attempt = claim.attempt + 1 if claim is not None else 0
         if storage.claims.try_claim(study_id(study), unit.id, attempt, owner):
@@ -101,10 +118,19 @@ def _claim_row(study: optuna.Study, storage: Storage,
     return None
 
 
-def _still_latest(study: optuna.Study, storage: Storage, unit: int, attempt: int) -> bool:
-    """After creating its trial, a worker checks nobody took the unit over meanwhile."""
-    claims = storage.claims.all(study_id(study))
-    return all(claim.attempt <= attempt for claim in claims if claim.unit == unit)
+def holds(study: optuna.Study, storage: Storage, unit: int, attempt: int) -> bool:
+    """Whether ``attempt`` is still the unit's latest claim: nobody took the unit over. The
+    claim table alone decides it, whatever the trial's state says."""
+    return all(claim.attempt <= attempt for claim in storage.claims.all(study_id(study), unit))
+
+
+def _fail_spares(study: optuna.Study, storage: Storage, claimed: Claimed) -> None:
+    """A trial creation retried after a fault may have committed before it failed: any
+    other RUNNING trial of the same claim is a spare that nobody trains."""
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if trial.system_attrs.get(points.CLAIM) == [claimed.unit.id, claimed.attempt] and \
+                trial_id(trial) != trial_id(claimed.trial):
+            mark_failed(storage, trial_id(trial), "superseded: a spare of a retried creation")
 
 
 def start_trial(study: optuna.Study, storage: Storage, unit: points.Unit, attempt: int,
@@ -154,9 +180,11 @@ def claim(study: optuna.Study, storage: Storage, owner: str) -> Claimed | None:
     while (claimed := _claim_row(study, storage, owner)) is not None:
         unit, attempt = claimed
         trial = start_trial(study, storage, unit, attempt, owner)
-        if _still_latest(study, storage, unit.id, attempt):
+        if holds(study, storage, unit.id, attempt):
             if not unit.params:  # a search unit's first trial has just sampled it
                 unit = dataclasses.replace(unit, params=dict(trial.params))
-            return Claimed(unit, trial)
+            held = Claimed(unit, trial, attempt)
+            _fail_spares(study, storage, held)
+            return held
         mark_failed(storage, trial_id(trial), "superseded: the unit was claimed again")
     return None

@@ -3,7 +3,8 @@
 ``open_storage`` opens it for a run (creating tables); ``open_for_reading`` opens it for the
 report and the dashboard (creating nothing). Every way the storage can be wrong (a bad URL,
 a missing driver, a file that is not a database, a read-only or locked file, an unreachable
-server) becomes one SearchError line, raised before anything is written.
+server) becomes one SearchError line, raised before anything is written. Once open, a run's
+storage waits out a PostgreSQL outage (``search.study.reconnecting``).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import optuna
 import sqlalchemy
 
 from search.errors import SearchError
-from search.study import claim_table
+from search.study import claim_table, reconnecting, retry
 
 # SQLite serialises writers; a writer waits this long for the lock rather than failing
 # with "database is locked" while another worker commits.
@@ -37,6 +38,7 @@ class Storage:
     url: str
     rdb: optuna.storages.RDBStorage  # Optuna's storage of the same database
     claims: claim_table.ClaimTable
+    outage: retry.Outage  # the database's faults as this process meets them
 
     @property
     def display_url(self) -> str:
@@ -140,8 +142,10 @@ def storage_errors(url: str) -> Iterator[None]:
         raise SearchError(f"storage {shown}: {describe_error(cause)}") from None
 
 
-def open_storage(url: str) -> Storage:
-    """Open (creating if needed) the RDB storage at ``url`` with heartbeats on."""
+def open_storage(url: str, wait: bool = False) -> Storage:
+    """Open (creating if needed) the RDB storage at ``url`` with heartbeats on. A failed
+    first contact is one line at once (a wrong URL is no outage) unless ``wait``: a worker
+    opens what its run has just reached, and waits out an outage as later calls do."""
     parsed = parse_url(url)
     engine_kwargs: dict = {}
     if parsed.get_backend_name() == "sqlite":
@@ -149,21 +153,28 @@ def open_storage(url: str) -> Storage:
         if "timeout" not in parsed.query:  # sqlite:///x.db?timeout=S sets it per URL
             engine_kwargs["connect_args"] = {"timeout": SQLITE_TIMEOUT}
     else:
-        engine_kwargs["pool_pre_ping"] = True
+        engine_kwargs = reconnecting.engine_options(parsed)
     try:
         sqlalchemy.create_engine(parsed, **engine_kwargs).dispose()
     except (ModuleNotFoundError, sqlalchemy.exc.NoSuchModuleError) as error:
         extra = " (pip install -e '.[postgres]')" if "postgres" in parsed.drivername else ""
         raise SearchError(f"storage {parsed.render_as_string(hide_password=True)}: the driver "
                           f"for '{parsed.drivername}' is not installed ({error}){extra}") from None
-    with storage_errors(url), warnings.catch_warnings(), _schema_lock(parsed, engine_kwargs):
-        # Heartbeats are experimental in Optuna; the warning would break the one-line errors.
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        rdb = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs,
-                                            heartbeat_interval=claim_table.HEARTBEAT_INTERVAL,
-                                            grace_period=claim_table.GRACE_PERIOD)
-        claims = claim_table.ClaimTable(rdb.engine)
-    return Storage(url=url, rdb=rdb, claims=claims)
+    outage = reconnecting.outage_of(display(url), parsed.get_backend_name(), describe_error)
+
+    def connect() -> Storage:
+        with warnings.catch_warnings(), _schema_lock(parsed, engine_kwargs):
+            # Heartbeats are experimental in Optuna; the warning would break one-line errors.
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            rdb = reconnecting.ReconnectingStorage(
+                url, outage, engine_kwargs=engine_kwargs,
+                heartbeat_interval=claim_table.HEARTBEAT_INTERVAL,
+                grace_period=claim_table.GRACE_PERIOD)
+            claims = claim_table.ClaimTable(rdb.engine, outage)
+        return Storage(url=url, rdb=rdb, claims=claims, outage=outage)
+
+    with storage_errors(url):
+        return outage.call(connect) if wait else connect()
 
 
 def _run_flags(name: str) -> str:

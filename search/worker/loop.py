@@ -3,17 +3,16 @@
 ``work`` is what every worker process runs; any number of them may run at once, on one
 machine or several, against the same storage (``search.study.claims`` says why no two run
 the same unit). While a trial trains, a thread writes its heartbeat; Ctrl-C or SIGTERM
-marks the trial FAIL as interrupted and keeps its checkpoint for the rerun.
+marks the trial FAIL as interrupted and keeps its checkpoint for the rerun. A worker whose
+unit was claimed again by another stops it and moves on (``search.study.holding``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import logging
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Protocol
 
 import optuna
@@ -22,8 +21,8 @@ from optuna.trial import FrozenTrial
 
 from search.errors import Interrupted, SearchError, StoreError
 from search.signals import held_interrupts, ignore_further_interrupts, raise_if_interrupted
-from search.study import claims, points, units
-from search.study.claim_table import HEARTBEAT_INTERVAL, current_owner
+from search.study import claims, holding, points, units
+from search.study.claim_table import current_owner
 from search.study.optuna_internals import trial_id
 from search.study.storage import Storage
 
@@ -44,28 +43,6 @@ class UnitTrainer(Protocol):
 
     def forget(self, unit: points.Unit) -> None:
         """The unit ended (complete, or failed to be retried from scratch): drop its state."""
-
-
-@contextlib.contextmanager
-def _heartbeat(storage: Storage, running: int) -> Iterator[None]:
-    stop = threading.Event()
-
-    def beat() -> None:
-        while True:
-            try:
-                storage.rdb.record_heartbeat(running)
-            except Exception as error:  # the next beat tries again; 30 s of misses is death
-                logger.warning("trial id %d: heartbeat not written (%s)", running, error)
-            if stop.wait(HEARTBEAT_INTERVAL):
-                return
-
-    thread = threading.Thread(target=beat, name=f"heartbeat-{running}", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join()
 
 
 def _unfinished(study: optuna.Study) -> bool:
@@ -95,6 +72,18 @@ def work(storage: Storage, study: optuna.Study, trainer: UnitTrainer, *,
             on_trial_end(storage.rdb.get_trial(trial_id(claimed.trial)))
 
 
+def _moved_on(storage: Storage, trial: optuna.Trial, lost: Exception) -> None:
+    """Another worker failed this trial, or took its unit over: nothing more is written for
+    the unit (its checkpoints are the new owner's), only the trial's end if it still runs."""
+    if isinstance(lost, holding.TakenOver):
+        logger.warning("%s; moving on", lost)
+        with held_interrupts():
+            claims.mark_failed(storage, trial_id(trial), "superseded: the unit was claimed "
+                               "again")
+    else:
+        logger.warning("trial %d was failed by another worker; moving on", trial.number)
+
+
 def _machine_failed(storage: Storage, trial: optuna.Trial, why: str) -> None:
     """A full disk or an unreachable store is not the trial's fault: the run stops and the
     trial is marked interrupted, which costs the unit no attempt."""
@@ -107,16 +96,17 @@ def _train_and_record(storage: Storage, study: optuna.Study, trainer: UnitTraine
     """Train one claimed unit and record its outcome; False if another worker ended it."""
     trial, unit = claimed.trial, claimed.unit
     try:
-        with _heartbeat(storage, trial_id(trial)):
+        with holding.hold(storage, study, claimed):
             value = trainer(trial, unit)
+            holding.raise_if_taken_over()  # the claim table decides whose result counts
     except KeyboardInterrupt:
         ignore_further_interrupts()
         epochs = storage.rdb.get_trial(trial_id(trial)).user_attrs.get(points.EPOCHS_DONE, 0)
         claims.mark_failed(storage, trial_id(trial),
                            f"interrupted after epoch {epochs}: resumed on the next run")
         raise Interrupted(trial.number, unit.params, epochs) from None
-    except optuna.exceptions.UpdateFinishedTrialError:
-        logger.warning("trial %d was failed by another worker; moving on", trial.number)
+    except (optuna.exceptions.UpdateFinishedTrialError, holding.TakenOver) as lost:
+        _moved_on(storage, trial, lost)
         return False
     except optuna.TrialPruned:  # its pruner stopped it: it has ended, and counts
         _ended(study, trainer, trial, unit, state=optuna.trial.TrialState.PRUNED)
@@ -135,9 +125,9 @@ def _train_and_record(storage: Storage, study: optuna.Study, trainer: UnitTraine
         logger.warning("trial %d %s failed: %s: %s", trial.number, unit.params,
                        type(error).__name__, error)
         with held_interrupts():
-            claims.mark_failed(storage, trial_id(trial),
-                               f"error: {type(error).__name__}: {error}"[:500])
-            trainer.forget(unit)  # the retry starts from scratch
+            if claims.mark_failed(storage, trial_id(trial),
+                                  f"error: {type(error).__name__}: {error}"[:500]):
+                trainer.forget(unit)  # the retry starts from scratch (if the unit is ours)
     else:
         _ended(study, trainer, trial, unit, value)
     return True

@@ -24,7 +24,7 @@ import tensorflow as tf
 from search import ranges
 from search.definition import StudyDefinition
 from search.signals import raise_if_interrupted
-from search.study import points
+from search.study import holding, points
 from search.study.points import Unit
 from search.training.checkpoints import CheckpointStore
 from search.worker.paths import TrainingPath
@@ -73,6 +73,7 @@ class _TrialCallback(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         raise_if_interrupted()  # one whose exception a finalizer dropped stops here
+        holding.raise_if_taken_over()  # another worker's unit now: write nothing for it
         logs = {key: float(value) for key, value in (logs or {}).items()}
         if not math.isfinite(logs.get("loss", math.nan)):
             raise TrainingDiverged(f"loss became {logs.get('loss')} in epoch {epoch + 1}")
