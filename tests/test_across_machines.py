@@ -4,7 +4,7 @@ Each "machine" is a working folder of its own (with its own copy of the study fi
 processes of its own; they share the database URL, the s3:// store and the AWS variables.
 A trial killed on the first continues on the second at epoch 3, and a third exports the
 model and serves a trial's figure. An unusable store is one line before any trial; a store
-that stops answering mid-study stops the run in one line, and a rerun continues.
+that stops answering for a few seconds mid-study is waited for, and the run goes on.
 
 Needs PostgreSQL (SEARCH_TEST_POSTGRES_URL; see scripts/start_postgres.sh) and moto: without
 them these skip locally and fail in CI.
@@ -17,6 +17,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import uuid
 import wsgiref.util
 from pathlib import Path
@@ -52,12 +53,12 @@ def postgres_url() -> str:
 
 
 def machine(root: Path, study: str, artifacts: str,
-            learning_rates: tuple[float, ...] = (0.001,)) -> Path:
+            learning_rates: tuple[float, ...] = (0.001,), epochs: int = EPOCHS) -> Path:
     """A machine's studies folder: the same study file, naming the shared store."""
     # Enough steps per epoch that the trial is still in epoch 3 when it is killed.
     path = write_definition(root / "studies", study, learning_rates=learning_rates,
                             batch_sizes=(16,),
-                            epochs=EPOCHS, train_size=20_000, validation_size=1000)
+                            epochs=epochs, train_size=20_000, validation_size=1000)
     path.write_text(path.read_text() + f'\n[storage]\nartifacts = "{artifacts}"\n')
     return root / "studies"
 
@@ -161,31 +162,23 @@ def test_an_unusable_store_is_one_line_before_any_trial(
     assert study_names(postgres_url) == before  # nothing stored
 
 
-def test_a_store_outage_stops_the_run_in_one_line_and_a_rerun_continues(
+def test_a_store_that_stops_answering_for_a_while_is_waited_for(
         s3_server, s3_env, tmp_path: Path, mnist_dir: Path) -> None:
     name, url = "outage", f"sqlite:///{tmp_path}/outage.db"
     store = f"s3://{new_bucket()}/team"
-    studies = machine(tmp_path, name, store, learning_rates=(0.001, 0.01))
+    studies = machine(tmp_path, name, store, learning_rates=(0.001, 0.01), epochs=6)
     process = start_run(name, url, studies, data_dir=mnist_dir)
-    wait_for(running_after_epoch(name, url, 1, skip=1), process, timeout=300)
-    before = [(t.number, t.params, t.value, t.user_attrs) for t in trials(name, url)
-              if t.state == TrialState.COMPLETE]
-    os.kill(s3_server[1], signal.SIGSTOP)  # moto keeps its objects in memory: pause it
+    wait_for(running_after_epoch(name, url, 1), process, timeout=300)
+    os.kill(s3_server[1], signal.SIGSTOP)  # it hangs, as a server that stops answering does
     try:
-        _, stderr = process.communicate(timeout=180)
+        time.sleep(4)  # the trial's next checkpoint waits for it
     finally:
         os.kill(s3_server[1], signal.SIGCONT)
-    assert process.returncode == 1, stderr
-    last = stderr.strip().splitlines()[-1]
-    assert last.startswith(f"error: artifact store {store}: ") and "Traceback" not in stderr
-    after = trials(name, url)
-    assert [(t.number, t.params, t.value, t.user_attrs) for t in after
-            if t.state == TrialState.COMPLETE] == before == before[:1]
-    assert after[-1].user_attrs["failure"].startswith("interrupted")  # no attempt used
-
-    rerun = run_to_end(name, url, studies, data_dir=mnist_dir)
-    assert rerun.returncode == 0, rerun.stderr
-    complete = complete_by_params(name, url)
-    assert len(complete) == 2
-    resumed = complete[tuple(sorted(after[-1].params.items()))]
-    assert resumed.user_attrs["resumed_from_epoch"] >= 1
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 0, stderr
+    assert "Traceback" not in stderr and "error" not in stderr
+    stored = trials(name, url)
+    assert [t.state for t in stored] == [TrialState.COMPLETE] * 2
+    assert len(complete_by_params(name, url)) == 2
+    for trial in stored:  # every file written, none given up
+        assert "model_error" not in trial.user_attrs and "model_artifact" in trial.user_attrs

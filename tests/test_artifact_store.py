@@ -6,9 +6,12 @@ Tests that need the server are marked ``slow``; without moto they skip locally a
 
 from __future__ import annotations
 
+import functools
 import io
 import os
+import re
 import signal
+import threading
 import time
 import wsgiref.util
 from pathlib import Path
@@ -19,7 +22,7 @@ import pytest
 from optuna.artifacts import Boto3ArtifactStore, download_artifact, upload_artifact
 
 from search.errors import SearchError
-from search.study import artifact_store, store_checkpoints
+from search.study import artifact_store, retry, store_checkpoints
 from search.study.optuna_internals import study_id, trial_id
 from tests.conftest import SECRET, free_port, new_bucket
 
@@ -169,18 +172,39 @@ def test_s3_misconfigurations_are_one_line(s3_env: str, monkeypatch) -> None:
 
 
 @pytest.mark.slow
-def test_a_paused_server_is_one_line_and_the_store_works_once_it_resumes(s3_server,
-                                                                          s3_env: str) -> None:
+def test_a_paused_server_is_waited_for_and_past_the_limit_is_one_line(
+        s3_server, s3_env: str, capsys, request: pytest.FixtureRequest) -> None:
+    request.addfinalizer(functools.partial(retry.set_outage_seconds, retry.outage_seconds()))
     location = f"s3://{new_bucket()}/run"
+    # A stopped server hangs rather than refusing: each try times out after 1 s here.
     store = artifact_store.open_store(location, connect_timeout=1, read_timeout=1, attempts=1)
     artifact_store.put_bytes(store, "kept", b"stored before the pause")
+    retry.set_outage_seconds(30)
+    os.kill(s3_server[1], signal.SIGSTOP)
+    resume = threading.Timer(3, os.kill, (s3_server[1], signal.SIGCONT))
+    resume.start()
+    try:
+        started = time.monotonic()
+        with artifact_store.store_errors(location):  # waited for, then written
+            artifact_store.put_bytes(store, "during", b"x" * 1_300_000)
+        assert 3 <= time.monotonic() - started < 20
+    finally:
+        resume.join()
+        os.kill(s3_server[1], signal.SIGCONT)
+    assert artifact_store.get_bytes(store, "during") == b"x" * 1_300_000
+    said = capsys.readouterr().err.splitlines()
+    assert len(said) == 2 and said[0] == (f"artifact store {location}: the server stopped "
+                                          "answering; waiting up to 30 s for it to come back")
+    assert re.fullmatch(rf"artifact store {location}: back after \d+ s; carrying on", said[1])
+
+    retry.set_outage_seconds(2)  # past it: one line, and the store works once it resumes
     os.kill(s3_server[1], signal.SIGSTOP)
     try:
         started = time.monotonic()
-        with pytest.raises(SearchError, match="stopped answering") as caught:
+        with pytest.raises(SearchError, match="stopped answering; gave up after") as caught:
             with artifact_store.store_errors(location):
                 artifact_store.put_bytes(store, "lost", b"x" * 1_300_000)
-        assert time.monotonic() - started < 6 and "\n" not in str(caught.value)
+        assert time.monotonic() - started < 10 and "\n" not in str(caught.value)
     finally:
         os.kill(s3_server[1], signal.SIGCONT)
     artifact_store.check(location, store)

@@ -52,9 +52,10 @@ class _Refused(Exception):
 def _quick_pauses(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(retry, "FIRST_PAUSE", 0.05)
     monkeypatch.setattr(retry, "LONGEST_PAUSE", 0.1)
+    previous = retry.outage_seconds()
     retry.set_outage_seconds(10)
     yield
-    retry.set_outage_seconds(retry.DEFAULT_OUTAGE_SECONDS)
+    retry.set_outage_seconds(previous)
 
 
 def _innermost(error: BaseException) -> str:
@@ -387,3 +388,29 @@ def test_a_worker_whose_claim_was_taken_over_stops_that_unit(tmp_path) -> None:
     assert taken.user_attrs[points.FAILURE] == "superseded: the unit was claimed again"
     assert 0 not in trainer.forgotten  # its checkpoints are the new owner's
     assert claims.holds(study, storage, 0, 1) and not claims.holds(study, storage, 0, 0)
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("", 120), ("outage_seconds = 0\n", 0), ("outage_seconds = 7.5\n", 7.5)])
+def test_outage_seconds_is_read_from_the_study_file(value: str, expected: float) -> None:
+    study = definition.parse(GRID + "\n[storage]\n" + value, "grid", "grid.toml")
+    assert study.outage_seconds == expected
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ("-1", "'storage.outage_seconds' must be 0 or more"),
+    ('"2 minutes"', "'storage.outage_seconds' must be")])
+def test_a_bad_outage_seconds_is_one_line(value: str, message: str) -> None:
+    with pytest.raises(SearchError, match=message):
+        definition.parse(GRID + f"\n[storage]\noutage_seconds = {value}\n", "grid", "grid.toml")
+
+
+def test_a_server_that_answers_nothing_fails_a_connection_in_seconds() -> None:
+    from sqlalchemy.engine import make_url
+
+    from search.study.reconnecting import engine_options
+
+    assert engine_options(make_url("postgresql+psycopg://u@db/search")) == {
+        "pool_pre_ping": True, "connect_args": {"connect_timeout": 10}}
+    assert engine_options(make_url("postgresql+psycopg://u@db/search?connect_timeout=3")) \
+        == {"pool_pre_ping": True}  # the URL's own wins

@@ -156,7 +156,8 @@ class ReconnectingStorage(optuna.storages.RDBStorage):
                 _RDB.delete_study(self, study_id)
             except KeyError:
                 if tries == 1:
-                    raise  # gone only on a later try: the one that failed had deleted it
+                    raise
+                # Gone only on a later try: the one that failed had deleted it.
 
         self.waited(once)
 

@@ -11,8 +11,9 @@ The process says once on stderr what it waits for, and again when it is back::
     value = outage.call(lambda: read_something())  # waits, or raises the fatal error
 
 Past the limit the call raises ``fatal``'s one-line error. A process that is stopping
-(Ctrl-C) waits for nothing. The limit is the process's: ``set_outage_seconds`` (the run
-sets it from the study file); 0 never waits, and every failure is raised at once.
+(Ctrl-C) waits for nothing. The limit is the process's: a run sets it from its study file
+(``set_outage_seconds``); until then, and at 0, nothing waits (the report, the dashboard and
+a run's first contact with its database and store say at once what is wrong).
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TypeVar
 
-from search.definition_schema import DEFAULT_OUTAGE_SECONDS
 from search.signals import raise_if_interrupted
 
 T = TypeVar("T")
@@ -35,7 +35,7 @@ T = TypeVar("T")
 # that many workers do not all reconnect to a restarted server in the same instant.
 FIRST_PAUSE, LONGEST_PAUSE = 0.5, 2.0
 
-_limit: float = DEFAULT_OUTAGE_SECONDS
+_limit = 0.0  # until a run sets its own
 _outages: dict[str, Outage] = {}
 _outages_lock = threading.Lock()
 _at_once = threading.local()
