@@ -42,7 +42,7 @@ class Claimed:
 
     unit: points.Unit
     trial: optuna.Trial
-    attempt: int = 0
+    attempt: int
 
 
 def mark_failed(storage: Storage, trial_id: int, reason: str) -> bool:
