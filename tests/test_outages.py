@@ -26,7 +26,8 @@ from search.study.optuna_internals import study_id, trial_id
 from search.study.reconnecting import ReconnectingStorage, StorageUnavailable, _chain, passes
 from search.study.storage import Storage, storage_errors
 from search.study.store_objects import passes as store_passes
-from search.worker import loop
+from search.study import holding
+from search.worker import behind, loop
 from tests.helpers import without_fsync
 
 LOST = "the reply was lost"  # what an injected fault says; only it passes in these tests
@@ -388,6 +389,51 @@ def test_a_worker_whose_claim_was_taken_over_stops_that_unit(tmp_path) -> None:
     assert taken.user_attrs[points.FAILURE] == "superseded: the unit was claimed again"
     assert 0 not in trainer.forgotten  # its checkpoints are the new owner's
     assert claims.holds(study, storage, 0, 1) and not claims.holds(study, storage, 0, 0)
+
+
+class _Away:
+    """While ``down``, every statement on the engine fails as on a server that is away."""
+
+    def __init__(self, engine: sqlalchemy.Engine) -> None:
+        self.down = False
+        sqlalchemy.event.listen(engine, "before_cursor_execute", self._ran)
+
+    def _ran(self, *args) -> None:
+        if self.down:
+            raise sqlite3.OperationalError(LOST)
+
+
+def test_a_trial_trains_on_while_the_database_is_away_and_its_epochs_follow(tmp_path,
+                                                                         capsys) -> None:
+    storage = _storage(tmp_path)
+    study = _study(storage)
+    away, epochs = _Away(storage.rdb.engine), behind.EpochWrites()
+    claimed = claims.claim(study, storage, claim_table.current_owner())
+    trial = claimed.trial
+
+    def report(step: int):
+        return lambda: trial.report(float(step), step)
+
+    with holding.hold(storage, study, claimed):
+        away.down, started = True, time.monotonic()
+        for step in (1, 2):  # each epoch's end: nothing is waited for, nothing is lost
+            assert not epochs.owned()
+            epochs.keep([report(step)])
+        assert time.monotonic() - started < 1 and epochs.behind == 2
+        away.down = False
+        assert epochs.owned()
+        epochs.write([report(3)])
+        away.down = True
+        retry.set_outage_seconds(0.2)
+        assert not epochs.owned()
+        time.sleep(0.3)
+        with pytest.raises(StorageUnavailable):  # past the limit it ends, as any call does
+            epochs.owned()
+        away.down = False
+    assert storage.rdb.get_trial(trial_id(trial)).intermediate_values == \
+        {1: 1.0, 2: 2.0, 3: 3.0}
+    said = capsys.readouterr().err
+    assert said.count("waiting up to") == 2 and said.count("back after") == 2
 
 
 @pytest.mark.parametrize(("value", "expected"), [

@@ -39,6 +39,7 @@ _limit = 0.0  # until a run sets its own
 _outages: dict[str, Outage] = {}
 _outages_lock = threading.Lock()
 _at_once = threading.local()
+_deferring = threading.local()
 
 
 def set_outage_seconds(seconds: float) -> None:
@@ -60,6 +61,22 @@ def at_once() -> Iterator[None]:
         yield
     finally:
         _at_once.active = False
+
+
+class StillDown(Exception):
+    """Inside ``deferring``: the resource is down (noted, and said once); try again later."""
+
+
+@contextlib.contextmanager
+def deferring() -> Iterator[None]:
+    """In this thread, inside the block, a fault that passes is not waited for: it is noted
+    (and said once) and raised as ``StillDown``, for the caller to carry on and try again
+    later. Past ``outage_seconds`` it is fatal, as always."""
+    _deferring.active = True
+    try:
+        yield
+    finally:
+        _deferring.active = False
 
 
 class Outage:
@@ -86,6 +103,8 @@ class Outage:
                 waited = self._failed(error)
                 if waited >= outage_seconds():
                     raise self.fatal(self._gave_up(error, waited)) from None
+                if getattr(_deferring, "active", False):
+                    raise StillDown(self.what) from None
                 raise_if_interrupted()  # a process that is stopping does not wait
                 time.sleep(min(pause * random.uniform(0.5, 1.0), outage_seconds() - waited))
                 pause = min(2 * pause, LONGEST_PAUSE)

@@ -24,9 +24,10 @@ import tensorflow as tf
 from search import ranges
 from search.definition import StudyDefinition
 from search.signals import raise_if_interrupted
-from search.study import holding, points
+from search.study import points
 from search.study.points import Unit
 from search.training.checkpoints import CheckpointStore
+from search.worker.behind import EpochWrites, Write
 from search.worker.paths import TrainingPath
 
 logger = logging.getLogger(__name__)
@@ -58,6 +59,7 @@ class _Running:
     history: dict[str, list[float]]
     epoch_seconds: list[float]
     prunable: bool = False  # a search trial of a study with a pruner (never a confirm run)
+    epochs: EpochWrites = dataclasses.field(default_factory=EpochWrites)
 
 
 class _TrialCallback(keras.callbacks.Callback):
@@ -73,7 +75,6 @@ class _TrialCallback(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         raise_if_interrupted()  # one whose exception a finalizer dropped stops here
-        holding.raise_if_taken_over()  # another worker's unit now: write nothing for it
         logs = {key: float(value) for key, value in (logs or {}).items()}
         if not math.isfinite(logs.get("loss", math.nan)):
             raise TrainingDiverged(f"loss became {logs.get('loss')} in epoch {epoch + 1}")
@@ -82,13 +83,15 @@ class _TrialCallback(keras.callbacks.Callback):
         running.epoch_seconds.append(seconds)
         for name, value in logs.items():
             running.history.setdefault(name, []).append(value)
+        writes = self._writes(epoch + 1, logs[objective.definition.metric])
+        # Another worker's unit now: nothing more is written for it. A database that does
+        # not answer: the trial trains on, and its epochs are written once it is back.
+        if not running.epochs.owned():
+            running.epochs.keep(writes)
+            return
         # Checkpoint before reporting: an epoch the storage shows is never lost to a crash.
-        if objective.checkpoints is not None:
-            objective.checkpoints.save(running.checkpoint, running.state, running.key,
-                                       epoch + 1, running.history, running.epoch_seconds)
-        running.trial.report(logs[objective.definition.metric], step=epoch + 1)
-        running.trial.set_user_attr(points.HISTORY, running.history)
-        running.trial.set_user_attr(points.EPOCHS_DONE, epoch + 1)
+        objective.save(running)
+        running.epochs.write(writes)
         if objective.on_epoch is not None:
             objective.on_epoch(running.trial, epoch + 1, logs, seconds)
         # Never after the last epoch: stopping there would save nothing and lose a result.
@@ -97,6 +100,14 @@ class _TrialCallback(keras.callbacks.Callback):
             running.trial.set_user_attr(points.PRUNED_AT_EPOCH, epoch + 1)
             running.trial.set_user_attr(points.PRUNER, objective.definition.search.pruner)
             raise optuna.TrialPruned(f"pruned after epoch {epoch + 1}")
+
+    def _writes(self, epochs_done: int, value: float) -> list[Write]:
+        """What the storage gets of an epoch (a copy of the history as it is now)."""
+        trial = self._running.trial
+        history = {name: list(values) for name, values in self._running.history.items()}
+        return [lambda: trial.report(value, step=epochs_done),
+                lambda: trial.set_user_attr(points.HISTORY, history),
+                lambda: trial.set_user_attr(points.EPOCHS_DONE, epochs_done)]
 
 
 def checkpoint_name(unit: Unit) -> str:
@@ -119,6 +130,13 @@ class Objective:
     on_epoch: EpochListener | None = None
     on_finish: FinishListener | None = None
     prune: Pruning | None = None
+
+    def save(self, running: _Running) -> None:
+        """The trial's checkpoint after the epochs it has trained."""
+        if self.checkpoints is not None:
+            self.checkpoints.save(running.checkpoint, running.state, running.key,
+                                  len(running.epoch_seconds), running.history,
+                                  running.epoch_seconds)
 
     def forget(self, unit: Unit) -> None:
         if self.checkpoints is not None:
@@ -184,6 +202,10 @@ class Objective:
         self.path.train(model, batch_size=batch_size, epochs=definition.epochs, seed=seed,
                         initial_epoch=len(running.epoch_seconds),
                         callbacks=[_TrialCallback(self, running)])
+        if running.epochs.behind:  # its last epochs ended while the database was away
+            running.epochs.owned(wait=True)
+            self.save(running)
+            running.epochs.write()
         self._record(running, model, batch_size, started)
         if self.on_finish is not None:  # now, while the trial runs: artifacts need that
             self.on_finish(trial, model)  # the final model: its test score is stored
