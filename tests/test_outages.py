@@ -21,12 +21,11 @@ from optuna.trial import TrialState
 
 from search import definition
 from search.errors import SearchError, StoreError
-from search.study import artifact_store, claim_table, claims, lifecycle, points, retry
+from search.study import artifact_store, claim_table, claims, holding, lifecycle, points, retry
 from search.study.optuna_internals import study_id, trial_id
 from search.study.reconnecting import ReconnectingStorage, StorageUnavailable, _chain, passes
 from search.study.storage import Storage, storage_errors
 from search.study.store_objects import passes as store_passes
-from search.study import holding
 from search.worker import behind, loop
 from tests.helpers import without_fsync
 
