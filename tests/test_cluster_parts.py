@@ -155,3 +155,9 @@ def test_auto_workers_on_a_cluster_fill_its_free_cpus_and_gpus() -> None:
     ray.free = {"CPU": 1.0}
     with pytest.raises(SearchError, match="no room free now"):
         joining._auto_workers(ray, made)
+
+
+def test_a_ray_client_address_is_refused_in_one_line(monkeypatch) -> None:
+    monkeypatch.setenv("RAY_ADDRESS", "ray://head.example:10001")
+    with pytest.raises(SearchError, match="is a Ray Client address, which --cluster does not"):
+        joining._address()

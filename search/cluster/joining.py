@@ -47,14 +47,18 @@ def _address() -> str:
         from ray._private.services import canonicalize_bootstrap_address_or_die as lookup
     except ImportError:  # moved in another Ray: $RAY_ADDRESS alone
         lookup = None
-    if lookup is None and os.environ.get("RAY_ADDRESS"):
-        return os.environ["RAY_ADDRESS"]
+    given = os.environ.get("RAY_ADDRESS", "")
+    if "://" in given:
+        raise SearchError(f"RAY_ADDRESS={given} is a Ray Client address, which --cluster does "
+                          "not take: give the head's HOST:PORT (its GCS port, 6379 by default)")
+    if lookup is None and given:
+        return given
     try:
         if lookup is None:
             raise ConnectionError("$RAY_ADDRESS is not set")
         return lookup("auto")
     except (ConnectionError, ValueError) as error:
-        raise SearchError(f"no Ray cluster found ({str(error).split('.')[0]}): start one with "
+        raise SearchError(f"no Ray cluster found ({str(error).split('. ')[0]}): start one with "
                           "'ray start', or set RAY_ADDRESS=HOST:PORT") from None
 
 
