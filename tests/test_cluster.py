@@ -153,9 +153,9 @@ with open({log!r}, "a") as log:
 
 def load():
     rng = np.random.default_rng(7)
-    x = rng.normal(size=(900, 8)).astype("float32")
+    x = rng.normal(size=(2300, 8)).astype("float32")
     y = (x[:, 0] + x[:, 1] > 0).astype("int32")
-    return {{"x_train": x[:600], "y_train": y[:600], "x_test": x[600:], "y_test": y[600:]}}
+    return {{"x_train": x[:2000], "y_train": y[:2000], "x_test": x[2000:], "y_test": y[2000:]}}
 
 
 def build(learning_rate, units):
@@ -282,13 +282,16 @@ def test_ctrl_c_stops_every_actor_and_the_rerun_finishes_exactly(
     assert rerun.returncode == 0, rerun.stderr
     complete = complete_by_params(name, postgres_url)
     assert len(complete) == 2
-    # Each continues from the last epoch it finished (one that had finished none, from the
-    # start); the trial the interrupt was waiting on had finished one.
+    # Each continues from its last checkpoint (one that had finished no epoch, from the
+    # start) with the history it had: the trial the interrupt waited on had finished one.
     assert max(trial.user_attrs.get("epochs_done", 0) for trial in stopped) >= 1
     for trial in stopped:
         resumed = complete[tuple(sorted(trial.params.items()))]
-        assert resumed.user_attrs.get("resumed_from_epoch", 0) == \
-            trial.user_attrs.get("epochs_done", 0)
+        done = trial.user_attrs.get("epochs_done", 0)
+        assert resumed.user_attrs.get("resumed_from_epoch", 0) >= done
+        assert sorted(resumed.intermediate_values) == list(range(1, 11))
+        for epoch in range(1, done + 1):
+            assert resumed.intermediate_values[epoch] == trial.intermediate_values[epoch]
     assert_no_cluster_processes(on_cluster)
 
 
