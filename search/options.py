@@ -20,6 +20,10 @@ from search.locations import Locations, locate
 from search.search_section import SearchPlan
 
 QUICK_TRAIN_SIZE = 2000
+CLUSTERS = ("ray",)  # --cluster: the engines a run's workers can be placed by
+# --workers auto on a cluster: decided once the cluster is joined (search.cluster), from
+# its free CPUs; no run starts with it.
+CLUSTER_AUTO = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,6 +36,8 @@ class RunOptions:
     fresh: bool = False
     retry_failed: bool = False
     show_progress: bool = True
+    cluster: str | None = None  # "ray": the workers run as actors on the Ray cluster
+    gpus_per_worker: float = 0  # with a cluster: the GPUs each worker asks for
 
     @property
     def storage_url(self) -> str:
@@ -109,16 +115,22 @@ def make_options(definition: StudyDefinition, *, storage_url: str | None = None,
                  workers: int | str = 1, threads: int | None = None,
                  epochs: int | None = None,
                  quick: bool = False, repeats: int | None = None, fresh: bool = False,
-                 retry_failed: bool = False, show_progress: bool = True) -> RunOptions:
+                 retry_failed: bool = False, show_progress: bool = True,
+                 cluster: str | None = None, gpus_per_worker: float | None = None
+                 ) -> RunOptions:
     """Check plain values and build the options; bad ones raise a one-line SearchError.
 
-    ``workers="auto"`` picks one worker per idle core (``auto_workers``).
+    ``workers="auto"`` picks one worker per idle core (``auto_workers``); on a ``cluster``
+    the cluster's free CPUs decide, once it is joined.
     """
+    cluster = None if cluster in ("", "none") else cluster  # "none": not $SEARCH_CLUSTER's
+    _cluster_settings(cluster, gpus_per_worker)
     if workers == "auto":
-        workers = auto_workers()
-    if not isinstance(workers, int):
+        workers = CLUSTER_AUTO if cluster else auto_workers()
+    elif not isinstance(workers, int):
         raise SearchError(f"--workers must be a positive number or 'auto', not {workers!r}")
-    _positive("--workers", workers)
+    else:
+        _positive("--workers", workers)
     _positive("--threads", threads)
     effective = effective_definition(definition, epochs=epochs, quick=quick, repeats=repeats)
     # One thread per worker. XLA hardly splits this MLP's small matrix products, and N
@@ -127,4 +139,20 @@ def make_options(definition: StudyDefinition, *, storage_url: str | None = None,
                       locations=locate(effective, storage_url, studies_dir, artifacts),
                       data_dir=None if data_dir is None
                       else str(data_dir), workers=workers, threads=threads or 1,
-                      fresh=fresh, retry_failed=retry_failed, show_progress=show_progress)
+                      fresh=fresh, retry_failed=retry_failed, show_progress=show_progress,
+                      cluster=cluster, gpus_per_worker=gpus_per_worker or 0)
+
+
+def _cluster_settings(cluster: str | None, gpus_per_worker: float | None) -> None:
+    if cluster and cluster not in CLUSTERS:
+        raise SearchError(f"--cluster takes {' or '.join(CLUSTERS)} (the Ray cluster this "
+                          "machine belongs to, or the one $RAY_ADDRESS names) or none, not "
+                          f"{cluster!r}")
+    if gpus_per_worker is None:
+        return
+    if isinstance(gpus_per_worker, bool) or not isinstance(gpus_per_worker, int | float) \
+            or not gpus_per_worker > 0:
+        raise SearchError(f"--gpus-per-worker must be a positive number, not {gpus_per_worker!r}")
+    if not cluster:
+        raise SearchError("--gpus-per-worker places workers on a cluster's GPUs: add "
+                          "--cluster ray (on one machine, TensorFlow uses its GPU by itself)")

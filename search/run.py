@@ -7,6 +7,7 @@ prints the results. ``--help`` lists every option.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from search import cli, definition, options, running
@@ -41,6 +42,13 @@ def build_parser() -> argparse.ArgumentParser:
                              "(the default) starts one per idle core")
     parser.add_argument("--threads", type=int, metavar="N",
                         help="CPU threads per worker (default 1: faster for this MLP)")
+    parser.add_argument("--cluster", metavar="ray",
+                        help="run the workers as actors on the Ray cluster this machine "
+                             "belongs to ($RAY_ADDRESS names another); --workers auto: one "
+                             "per --threads free CPUs of the cluster (default: "
+                             "$SEARCH_CLUSTER, else this machine only)")
+    parser.add_argument("--gpus-per-worker", type=float, metavar="G",
+                        help="with --cluster: GPUs each worker asks the cluster for")
     parser.add_argument("--fresh", action="store_true",
                         help="delete the stored study, its checkpoints and claims, then start "
                              "over")
@@ -59,7 +67,9 @@ def options_from(args: argparse.Namespace) -> options.RunOptions:
         artifacts=args.artifacts,
         studies_dir=studies_dir, data_dir=args.data_dir, workers=args.workers,
         threads=args.threads, epochs=args.epochs, quick=args.quick, repeats=args.repeats,
-        fresh=args.fresh, retry_failed=args.retry_failed)
+        fresh=args.fresh, retry_failed=args.retry_failed,
+        cluster=args.cluster or os.environ.get("SEARCH_CLUSTER") or None,
+        gpus_per_worker=args.gpus_per_worker)
 
 
 def run_and_print(args: argparse.Namespace) -> int:

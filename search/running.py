@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import optuna
 
-from search import datasets
+from search import cluster, datasets
 from search import definition as definitions
 from search.errors import Interrupted, SearchError
 from search.options import RunOptions, make_options
@@ -57,7 +57,8 @@ def run_study(study: str | definitions.StudyDefinition, *, storage_url: str | No
                           "definition with [model]); the built-in MLP trains on MNIST only")
     options = make_options(definition, storage_url=storage_url, studies_dir=folder,
                            **settings)
-    if options.workers > 1 and (data is not None or (build and not importable_name(build))):
+    if (options.workers > 1 or options.cluster) and \
+            (data is not None or (build and not importable_name(build))):
         given = "data given as arrays" if data is not None else f"the builder {_name_of(build)}"
         raise SearchError(f"{given} cannot reach worker processes (nothing is pickled); put "
                           "it in a module and name it in the study's [model] or [data], or "
@@ -148,6 +149,8 @@ def _note(storage: Storage, name: str) -> object:
 def run(options: RunOptions, build: Builder | None = None,
         data: Mapping[str, Any] | None = None) -> StudyResult:
     """Run the study the options describe; see ``run_study``."""
+    if options.cluster:  # first: what the cluster refuses leaves nothing stored
+        options = cluster.join(options)
     locations, name = options.locations, options.definition.name
     locations.make_studies_dir()
     # Once the first contacts below succeed, a fault of either store is waited out this long.
@@ -190,7 +193,7 @@ def _train(options: RunOptions, storage: Storage, study: optuna.Study,
            prepared: _Prepared) -> list[str]:
     """Train the units here or in worker processes; the lines of workers that failed."""
     note = _note(storage, options.definition.name)
-    if options.workers == 1:
+    if options.workers == 1 and not options.cluster:
         from search.worker import process
 
         process.work_here(options, storage, study, prepared.dataset, prepared.builder,
@@ -199,8 +202,9 @@ def _train(options: RunOptions, storage: Storage, study: optuna.Study,
     from search.worker import pool
 
     del prepared  # the workers read the data themselves; this process only watches
+    work_elsewhere = cluster.work_on_cluster if options.cluster else pool.work_in_processes
     with storage_errors(storage.url):
-        interrupted, failures = pool.work_in_processes(options, study, on_trial_end=note)
+        interrupted, failures = work_elsewhere(options, study, on_trial_end=note)
     if interrupted:
         raise Interrupted()
     return failures

@@ -90,9 +90,11 @@ def _seeded() -> None:
 @pytest.fixture(scope="session", autouse=True)
 def _no_storage_from_the_environment():
     """$OPTUNA_STORAGE comes before a definition's storage: a value in the developer's shell
-    must not send the tests' studies (or their subprocesses') into that database."""
+    must not send the tests' studies (or their subprocesses') into that database; nor
+    $SEARCH_CLUSTER their workers onto a Ray cluster."""
     with pytest.MonkeyPatch.context() as patch:
         patch.delenv("OPTUNA_STORAGE", raising=False)
+        patch.delenv("SEARCH_CLUSTER", raising=False)
         yield
 
 

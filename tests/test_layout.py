@@ -17,7 +17,7 @@ LAYERS = (
     ("search", "search.run", "search.report", "search.dashboard", "search.cli",
      "search.worker.__main__"),
     ("search.running", "search.result"),
-    ("search.worker", "search.results"),
+    ("search.worker", "search.cluster", "search.results"),
     ("search.study", "search.training"),
     ("search.definition", "search.definition_schema", "search.knobs", "search.data",
      "search.options", "search.locations", "search.errors", "search.signals",
