@@ -81,6 +81,17 @@ def _check_sqlite_file(url: sqlalchemy.engine.URL) -> None:
                           "write its journal there")
 
 
+def new_file(url: str) -> Path | None:
+    """The SQLite file ``url`` names if it is not made yet, checked as ``open_storage`` checks
+    it but not made (a run makes it once its input has passed: bad input leaves no file)."""
+    parsed = parse_url(url)
+    file = Path(parsed.database or ".")
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or file.exists():
+        return None
+    _check_sqlite_file(parsed)
+    return file
+
+
 def describe_error(error: BaseException) -> str:
     """The first line of a database error, without SQLAlchemy's background links."""
     original = getattr(error, "orig", None) or error
