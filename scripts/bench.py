@@ -1,6 +1,7 @@
 """Studies as a user runs them against the plain Keras loop, and against the arithmetic.
 
-    python scripts/bench.py                        # the README's numbers: mnist, mnist-convnet
+    python scripts/bench.py            # the README's numbers: mnist, mnist-convnet and
+                                       # mnist-convnet-small (bench_parts.SMALL_CONVNET)
     python scripts/bench.py --study mnist --epochs 1 --train-size 5000 --repeats 1  # quick
 
 In one run, one after the other on the same machine:
@@ -36,12 +37,16 @@ from search import cli, datasets, definition  # noqa: E402
 from search.errors import SearchError  # noqa: E402
 from search.worker import process  # noqa: E402
 
+DEFAULT_STUDIES = ["mnist", "mnist-convnet", bench_parts.SMALL_CONVNET]
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = cli.Parser("python scripts/bench.py", __doc__)
     parser.add_argument("--study", action="append", metavar="NAME",
                         help="a definition whose grid and budget to use; repeat for several "
-                             "(default: mnist and mnist-convnet)")
+                             f"(default: mnist, mnist-convnet and {bench_parts.SMALL_CONVNET}: "
+                             "the keras-io convnet, 4 learning rates x 5 epochs, 24,000 "
+                             "images)")
     parser.add_argument("--epochs", type=int, metavar="N", help="override the epochs")
     parser.add_argument("--train-size", type=int, metavar="N",
                         help="only N training images (default: the definition's)")
@@ -59,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
 def bench_definition(args: argparse.Namespace,
                      name: str) -> tuple[definition.StudyDefinition, str]:
     """The definition to measure, written as a TOML file the service can read."""
-    loaded = definition.load(name)
+    loaded = bench_parts.load_definition(name)
     text = loaded.source
     for key, value in (("epochs", args.epochs), ("train_size", args.train_size),
                        ("repeats", args.repeats)):
@@ -83,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"machine: {bench_parts.machine()}", flush=True)
     rate = bench_parts.gemm_rate()
     print(f"large matrix product: {rate / 1e9:.0f} GFLOP/s on all cores", flush=True)
-    rows = [bench_study(args, name, rate) for name in args.study or ["mnist", "mnist-convnet"]]
+    rows = [bench_study(args, name, rate) for name in args.study or DEFAULT_STUDIES]
     if not args.skip_plain:
         print("\n| study | trials | service | plain fit | fastest fit | over plain | "
               "over fastest | floor | service / floor |\n|---|---:|---:|---:|---:|---:|---:|"

@@ -83,6 +83,28 @@ def study_flops(definition: StudyDefinition, sizes: dict[str, int]) -> float:
     return total * definition.repeats
 
 
+# The issue's small convnet study, beside the shipped mnist-convnet: the keras-io convnet
+# (studies/convnet.py, dropout at its default 0.5) at 4 learning rates x 5 epochs on 24,000
+# images, one replicate. A study of a minute or two, where a run's fixed cost counts.
+SMALL_CONVNET = "mnist-convnet-small"
+
+
+def load_definition(name: str) -> StudyDefinition:
+    """A shipped (or ./studies) definition, or the benchmarks' own ``SMALL_CONVNET``."""
+    from search import definition
+
+    if name != SMALL_CONVNET:
+        return definition.load(name)
+    shipped = definition.load("mnist-convnet")
+    body = shipped.source[shipped.source.index("[model]"):]
+    text = re.sub(r"^learning_rate = .*$", "learning_rate = [0.0003, 0.001, 0.003, 0.01]",
+                  "# The keras-io convnet: 4 learning rates x 5 epochs, 24,000 images.\n\n" + body,
+                  flags=re.MULTILINE)
+    text = re.sub(r"^dropout = .*\n", "", text, flags=re.MULTILINE)
+    text = set_training_key(set_training_key(text, "train_size", 24000), "repeats", 1)
+    return definition.parse(text, name, f"{name} (scripts/bench_parts.py)", shipped.file)
+
+
 def set_training_key(text: str, key: str, value: int) -> str:
     """The TOML ``text`` with ``[training] key = value`` set (replaced or added)."""
     line = f"{key} = {value}"

@@ -13,9 +13,6 @@ from pathlib import Path
 from search import definition, signals
 from search.errors import Interrupted, SearchError
 
-# Before TensorFlow is imported anywhere: keep its C++ start-up chatter off the terminal.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-
 RESUME_HINT = "interrupted; run the same command again to resume"
 
 
@@ -51,6 +48,10 @@ def add_study_flags(parser: argparse.ArgumentParser, verb: str) -> None:
 
 
 def setup_logging(verbose: bool) -> None:
+    # Before TensorFlow loads, in this process and the workers it starts (they inherit it):
+    # its C++ start-up chatter stays off the terminal unless asked for, by --verbose or by
+    # a TF_CPP_MIN_LOG_LEVEL the user set (search.worker.process.import_tensorflow_quietly).
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if verbose else "3")
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("absl", "tensorflow", "optuna"):

@@ -6,31 +6,33 @@ and each worker process (``python -m search.worker``) call it, and none repeats 
     >>> result.complete, result.best.params
 
 ``run`` opens the storage and the artifact store, checks the definition against the stored
-study (or creates it once the data loads), loads the data and the builder once and checks
-them against each other, trains the units here or in ``workers`` processes, keeps the
-dashboard's note current and returns a ``StudyResult``. It raises ``SearchError`` (one
-line) on bad input and ``Interrupted`` on Ctrl-C, with the interrupted trial's checkpoint
-kept for the rerun.
+study, loads the data and the builder once and checks them against each other (a new study,
+its database file included, is stored only then), trains the units here, with ``workers - 1``
+more processes started at once (``search.worker.pool``), keeps the dashboard's note current
+and returns a ``StudyResult``. It raises ``SearchError`` (one line) on bad input and
+``Interrupted`` on Ctrl-C, with the interrupted trial's checkpoint kept for the rerun.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import optuna
 
-from search import cluster, datasets
+from search import cluster
 from search import definition as definitions
-from search.errors import Interrupted, SearchError
+from search.errors import SearchError
 from search.options import RunOptions, make_options
 from search.result import StudyResult
 from search.study import artifact_store, lifecycle, points, retry, units
-from search.study.storage import Storage, open_storage, storage_errors
+from search.study.storage import Storage, new_file, open_storage, storage_errors
 from search.usercode import importable_name
+from search.worker import pool, process
+from search.worker.prepared import Prepared, prepare
 
 if TYPE_CHECKING:
     from search.training.builders import Builder
@@ -76,45 +78,6 @@ def _say(options: RunOptions, text: str) -> None:
         print(text, file=sys.stderr)
 
 
-@dataclasses.dataclass
-class _Prepared:
-    """What a process trains with: the data (loaded once) and the builder."""
-
-    dataset: Any
-    builder: Builder | None = None  # None: the built-in MLP
-    fingerprints: dict[str, str] = dataclasses.field(default_factory=dict)
-    paths: dict[str, dict[str, str]] = dataclasses.field(default_factory=lambda: _MLP_PATHS)
-
-
-# The built-in MLP's path is its own (search.training.compiled), chosen without building it.
-_MLP_PATHS = {"mlp": {"path": "compiled", "layers": "the built-in MLP",
-                      "why": "its own whole-epoch XLA loop"}}
-
-
-def _prepare(options: RunOptions, build: Builder | None = None,
-             data: Mapping[str, Any] | None = None, check: bool = True) -> _Prepared:
-    """The study's data and builder: the one place a process loads them. With ``check``
-    (the process that starts a run), a [model] study's builder and data are checked against
-    each other and fingerprinted."""
-    definition = options.definition
-    if definition.model is None:
-        return _Prepared(datasets.load(definition, options.data_dir))
-    from search.worker import process
-
-    # Before the user's modules import Keras: quietly, and with the run's threads.
-    process.configure_threads(options.threads)
-    from search.training import builders
-
-    dataset = datasets.load(definition, options.data_dir, data)
-    builder = builders.builder_of(definition, build)
-    if not check:
-        return _Prepared(dataset, builder)
-    builders.check(definition, builder, dataset)
-    return _Prepared(dataset, builder, {"model": builders.fingerprint(definition, builder),
-                                        "data": datasets.fingerprint(dataset)},
-                     builders.paths(definition, builder))
-
-
 def _start_over(options: RunOptions, storage: Storage) -> None:
     """--fresh: the study's files, then its trials and claims, then its checkpoints."""
     from search.results import artifacts
@@ -140,10 +103,53 @@ def _open_study(options: RunOptions, storage: Storage) -> optuna.Study:
     return study
 
 
-def _note(storage: Storage, name: str) -> object:
-    from search.results.note import StudyNote  # the report's statistics: never in a worker
+def _note(storage: Storage, name: str) -> Callable[[optuna.trial.FrozenTrial], None]:
+    """What rewrites the dashboard's note after each trial; the report's statistics it needs
+    load when the first trial ends, not before the first epoch."""
+    notes: list[Callable[[optuna.trial.FrozenTrial], None]] = []
 
-    return StudyNote(storage, name)
+    def write(trial: optuna.trial.FrozenTrial) -> None:
+        if not notes:
+            from search.results.note import StudyNote  # SciPy: in no other worker
+
+            notes.append(StudyNote(storage, name))
+        notes[0](trial)
+
+    return write
+
+
+def _storage_if_made(options: RunOptions) -> Storage | None:
+    """The storage, opened if it exists; None for a SQLite file not made yet, which is made
+    (its location checked now) only once the data and the builder have passed their checks:
+    bad input stores nothing, not even an empty database."""
+    options.locations.make_studies_dir()
+    if new_file(options.storage_url) is not None:
+        return None
+    return open_storage(options.storage_url)
+
+
+def _open_stored(options: RunOptions, storage: Storage) -> tuple[optuna.Study, bool]:
+    """A stored study, opened as this run changes it; and whether a unit is left to run."""
+    # Before anything loads: an unusable store is one line now, not a failure after the
+    # first trial has trained.
+    artifact_store.check(options.locations.artifacts)
+    with storage_errors(storage.url):
+        study = _open_study(options, storage)
+        states = units.states(study)
+    if not set(states) & set(points.UNFINISHED):
+        # Optuna would run one duplicate trial on an exhausted grid: check first.
+        _say(options, f"study '{study.study_name}' is finished ({states.count(points.COMPLETE)}"
+                      f" of {len(states)} trials complete); nothing to run")
+        return study, False
+    return study, True
+
+
+def _store_new(options: RunOptions, storage: Storage | None) -> tuple[Storage, optuna.Study]:
+    """A new study (or one --fresh starts over), stored once its input has passed."""
+    artifact_store.check(options.locations.artifacts)
+    storage = storage or open_storage(options.storage_url)
+    with storage_errors(storage.url):
+        return storage, _open_study(options, storage)
 
 
 def run(options: RunOptions, build: Builder | None = None,
@@ -151,72 +157,63 @@ def run(options: RunOptions, build: Builder | None = None,
     """Run the study the options describe; see ``run_study``."""
     if options.cluster:  # first: what the cluster refuses leaves nothing stored
         options = cluster.join(options)
-    locations, name = options.locations, options.definition.name
-    locations.make_studies_dir()
+    name = options.definition.name
     # Once the first contacts below succeed, a fault of either store is waited out this long.
     retry.set_outage_seconds(options.definition.outage_seconds)
-    storage = open_storage(locations.storage_url)
-    # Before anything is stored or any data loads: an unusable store is one line now, not a
-    # failure after the first trial has trained.
-    artifact_store.check(locations.artifacts)
-    with storage_errors(storage.url):
-        is_new = options.fresh or not lifecycle.is_stored(storage, name)
-    # A new study is created only once its data loads: a bad --data-dir must not leave an
-    # empty study behind (nor --fresh delete one).
-    prepared = _prepare(options, build, data) if is_new else None
-    with storage_errors(storage.url):
-        study = _open_study(options, storage)
-        states = units.states(study)
-    failures: list[str] = []
-    if not set(states) & set(points.UNFINISHED):
-        # Optuna would run one duplicate trial on an exhausted grid: check first.
-        _say(options, f"study '{name}' is finished ({states.count(points.COMPLETE)} of "
-                      f"{len(states)} trials complete); nothing to run")
-    else:
-        # Loaded here also for several workers: a bad folder is one line, not one each.
-        prepared = prepared or _prepare(options, build, data)
-        with storage_errors(storage.url):
-            lifecycle.record_fingerprints(study, prepared.fingerprints,
-                                          f"study '{name}' in {storage.display_url}")
-            paths = lifecycle.record_paths(study, prepared.paths)
-        for choice in paths.values():
-            _say(options, f"training path: {choice['path']} for {choice['layers']} "
-                          f"({choice['why']}){'; as recorded' if 'recorded' in choice else ''}")
-        failures = _train(options, storage, study, prepared)
+    storage = _storage_if_made(options)
+    with storage_errors(options.storage_url):
+        is_new = storage is None or options.fresh or not lifecycle.is_stored(storage, name)
+    study, left, failures = None, True, []
+    if not is_new:
+        study, left = _open_stored(options, storage)
+    if left:
+        # The other workers start now: they import TensorFlow and load the data while this
+        # process checks them, and store nothing until it has (pool.started_early).
+        with pool.started_early(options, local=not options.cluster) as workers:
+            prepared = prepare(options, build, data)  # a bad folder: one line, not one each
+            if study is None:
+                storage, study = _store_new(options, storage)
+            with storage_errors(storage.url):
+                lifecycle.record_fingerprints(study, prepared.fingerprints,
+                                              f"study '{name}' in {storage.display_url}")
+                paths = lifecycle.record_paths(study, prepared.paths)
+            for choice in paths.values():
+                _say(options, f"training path: {choice['path']} for {choice['layers']} ("
+                     f"{choice['why']}){'; as recorded' if 'recorded' in choice else ''}")
+            failures = _train(options, storage, study, prepared, workers)
     with storage_errors(storage.url):
         final = optuna.load_study(study_name=name, storage=storage.rdb)
         return StudyResult(name, storage.display_url, final, units.states(final), failures,
-                           locations.artifacts)
+                           options.locations.artifacts)
 
 
-def _train(options: RunOptions, storage: Storage, study: optuna.Study,
-           prepared: _Prepared) -> list[str]:
-    """Train the units here or in worker processes; the lines of workers that failed."""
+def _train(options: RunOptions, storage: Storage, study: optuna.Study, prepared: Prepared,
+           workers: pool.Workers) -> list[str]:
+    """Train the units here, with the other workers if any; the lines of workers that
+    failed."""
     note = _note(storage, options.definition.name)
-    if options.workers == 1 and not options.cluster:
-        from search.worker import process
-
+    if options.cluster:  # this process only watches the actors
+        with storage_errors(storage.url):
+            return cluster.work_on_cluster(options, study, on_trial_end=note)
+    if options.workers == 1:
         process.work_here(options, storage, study, prepared.dataset, prepared.builder,
                           on_trial_end=note)
         return []
-    from search.worker import pool
-
-    del prepared  # the workers read the data themselves; this process only watches
-    work_elsewhere = cluster.work_on_cluster if options.cluster else pool.work_in_processes
     with storage_errors(storage.url):
-        interrupted, failures = work_elsewhere(options, study, on_trial_end=note)
-    if interrupted:
-        raise Interrupted()
-    return failures
+        return pool.work_with_others(options, storage, study, prepared, workers, note)
 
 
-def work(options: RunOptions) -> None:
-    """One worker process of ``--workers N``: open what the run opened, then train."""
-    from search.worker import process
+def prepare_worker(options: RunOptions) -> Prepared:
+    """A worker started early, before its go: TensorFlow and the data, nothing stored."""
+    process.import_tensorflow_quietly(hold_interrupts=False)  # it notes them (its __main__)
+    return prepare(options, check=False)  # the starting process checks
 
+
+def work(options: RunOptions, prepared: Prepared) -> None:
+    """One worker process of ``--workers N``, once told to go: open what the run opened,
+    then train."""
     retry.set_outage_seconds(options.definition.outage_seconds)
     storage = open_storage(options.storage_url, wait=True)  # the run has just reached it
     with storage_errors(storage.url):
         study = lifecycle.open_study(storage, options.definition)
-    prepared = _prepare(options, check=False)  # the process that started it checked
     process.work_here(options, storage, study, prepared.dataset, prepared.builder, quiet=True)

@@ -12,7 +12,7 @@ import pytest
 from search import definition
 from search.study import claims, lifecycle
 from search.worker.eta import Eta
-from search.worker.pool import StudyMonitor
+from search.worker.monitor import StudyMonitor
 
 STUDY = """\
 [search_space]

@@ -25,7 +25,7 @@ from collections.abc import Mapping
 
 from search.cluster.package import on_this_node
 from search.options import RunOptions
-from search.worker.pool import worker_command, worker_input
+from search.worker.pool import GO, worker_command, worker_input
 
 _PR_SET_PDEATHSIG = 1
 try:  # looked up here, not in the child between fork and exec
@@ -70,7 +70,8 @@ class ClusterWorker:
             worker_command(), stdin=subprocess.PIPE, text=True,
             env=worker_environment(os.environ, options.threads),
             preexec_fn=_as_a_worker)
-        self.process.stdin.write(worker_input(options))
+        # Its options, then the go at once: the command checked and stored the study first.
+        self.process.stdin.write(worker_input(options) + GO + "\n")
         self.process.stdin.close()
         return {"node": ray.get_runtime_context().get_node_id(), "host": socket.gethostname(),
                 "pid": str(self.process.pid)}

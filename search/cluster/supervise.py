@@ -22,10 +22,11 @@ import optuna
 
 from search.cluster.joining import import_ray
 from search.cluster.package import study_file_name, without_password
+from search.errors import Interrupted
 from search.options import RunOptions
 from search.signals import ignore_further_interrupts, raise_if_interrupted
 from search.study import points, stages, units
-from search.worker.pool import WATCH_SECONDS, StudyMonitor
+from search.worker.monitor import WATCH_SECONDS, StudyMonitor
 
 POLL_SECONDS = 1.0  # how long one poll() waits on its node for the worker to end
 STOP_SECONDS = 60.0  # how long an interrupted worker may take to record its trial
@@ -193,10 +194,10 @@ def _watch(ray: Any, slots: list[_Slot], launcher: _Launcher, study: optuna.Stud
 
 def work_on_cluster(options: RunOptions, study: optuna.Study,
                     on_trial_end: Callable[[optuna.trial.FrozenTrial], None] | None = None
-                    ) -> tuple[bool, list[str]]:
+                    ) -> list[str]:
     """Run the study's workers as actors on the joined cluster, watch the study until they
-    have ended; ``on_trial_end`` hears of each trial that ended. Returns whether the run was
-    interrupted, and a line for each worker slot that failed."""
+    have ended; ``on_trial_end`` hears of each trial that ended. Returns a line for each
+    worker slot that failed; raises Interrupted if the run was, once every actor stopped."""
     ray = import_ray()
     gpus = f" and {options.gpus_per_worker:g} GPU(s)" if options.gpus_per_worker else ""
     _say(options, f"starting {options.workers} workers on the Ray cluster with "
@@ -213,5 +214,6 @@ def work_on_cluster(options: RunOptions, study: optuna.Study,
         interrupted = True
     finally:
         _stop(ray, slots)
-    failures = [slot.failure for slot in slots if slot.failure]
-    return interrupted or 130 in [slot.code for slot in slots], failures
+    if interrupted or 130 in [slot.code for slot in slots]:
+        raise Interrupted()
+    return [slot.failure for slot in slots if slot.failure]

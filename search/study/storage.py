@@ -13,7 +13,6 @@ import contextlib
 import dataclasses
 import fcntl
 import os
-import stat
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,13 +21,11 @@ import optuna
 import sqlalchemy
 
 from search.errors import SearchError
-from search.study import claim_table, reconnecting, retry
+from search.study import claim_table, reconnecting, retry, sqlite_file
 
 # SQLite serialises writers; a writer waits this long for the lock rather than failing
 # with "database is locked" while another worker commits.
 SQLITE_TIMEOUT = 60
-_SQLITE_HEADER = b"SQLite format 3\x00"
-_ANY_WRITE_BIT = stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH
 # Any fixed number: the PostgreSQL advisory lock that processes creating tables take turns on.
 _SCHEMA_LOCK_KEY = 0x5EA4C4
 
@@ -59,28 +56,15 @@ def display(url: str) -> str:
     return parse_url(url).render_as_string(hide_password=True)
 
 
-def _check_sqlite_file(url: sqlalchemy.engine.URL) -> None:
-    database = url.database
-    if not database or database == ":memory:":
-        raise SearchError(f"storage {url}: a study needs a file, not an in-memory database")
-    path = Path(database)
-    if not path.parent.is_dir():
-        raise SearchError(f"storage {url}: folder {path.parent} does not exist; create it")
-    if path.exists():
-        if path.is_dir():
-            raise SearchError(f"storage {url}: {path} is a folder, not a database file")
-        with path.open("rb") as file:
-            header = file.read(len(_SQLITE_HEADER))
-        if header and header != _SQLITE_HEADER:
-            raise SearchError(f"storage {url}: {path} is not a SQLite database; "
-                              "point --storage at another file")
-        # os.access alone says yes to root; a file with no write bit was made read-only
-        # on purpose, and writing into it anyway would break that promise.
-        if not os.access(path, os.W_OK) or not path.stat().st_mode & _ANY_WRITE_BIT:
-            raise SearchError(f"storage {url}: {path} is read-only; make it writable")
-    if not os.access(path.parent, os.W_OK):
-        raise SearchError(f"storage {url}: folder {path.parent} is read-only; SQLite needs to "
-                          "write its journal there")
+def new_file(url: str) -> Path | None:
+    """The SQLite file ``url`` names if it is not made yet, checked as ``open_storage`` checks
+    it but not made (a run makes it once its input has passed: bad input leaves no file)."""
+    parsed = parse_url(url)
+    file = Path(parsed.database or ".")
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or file.exists():
+        return None
+    sqlite_file.check(parsed)
+    return file
 
 
 def describe_error(error: BaseException) -> str:
@@ -149,7 +133,7 @@ def open_storage(url: str, wait: bool = False) -> Storage:
     parsed = parse_url(url)
     engine_kwargs: dict = {}
     if parsed.get_backend_name() == "sqlite":
-        _check_sqlite_file(parsed)
+        sqlite_file.check(parsed)
         if "timeout" not in parsed.query:  # sqlite:///x.db?timeout=S sets it per URL
             engine_kwargs["connect_args"] = {"timeout": SQLITE_TIMEOUT}
     else:

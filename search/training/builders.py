@@ -32,11 +32,12 @@ def builder_of(definition: StudyDefinition, given: Builder | None = None) -> Bui
                                     definition.where("model.build"))
 
 
-def check(definition: StudyDefinition, builder: Builder, data: UserData) -> None:
+def check(definition: StudyDefinition, builder: Builder, data: UserData) -> keras.Model:
     """Before anything is stored: the [model] builder takes the grid's keys, builds a
     compiled model at the first grid point, the model takes every split of ``data`` and
     reports the objective metric. Each failure is one SearchError line naming the file and
-    key. (The built-in MLP's metrics are checked with its definition.)"""
+    key. (The built-in MLP's metrics are checked with its definition.) Returns the model,
+    whose path ``paths`` then chooses without building it again."""
     where = definition.where("model.build")
     fixed = [key for key in definition.model if key != "build"]
     usercode.check_builder_arguments(builder, definition.search_space, fixed, where)
@@ -52,6 +53,7 @@ def check(definition: StudyDefinition, builder: Builder, data: UserData) -> None
     names = user_model.probe(model, data, where)
     user_model.check_metric(definition.metric, names, definition.where("objective.metric"))
     keras.backend.clear_session()
+    return model
 
 
 def fingerprint(definition: StudyDefinition, builder: Builder) -> str | None:
@@ -59,29 +61,38 @@ def fingerprint(definition: StudyDefinition, builder: Builder) -> str | None:
     return None if definition.model is None else usercode.fingerprint_module(builder)
 
 
-def paths(definition: StudyDefinition, builder: Builder) -> dict[str, dict[str, str]]:
+def _shape(arguments: dict) -> str:
+    return repr({key: value for key, value in arguments.items() if key != "learning_rate"})
+
+
+def paths(definition: StudyDefinition, builder: Builder,
+          checked: keras.Model | None = None) -> dict[str, dict[str, str]]:
     """The path of each model architecture of the grid, by ``path_choice``'s rule:
     ``{architecture: {"path", "why", "layers"}}``. The built-in MLP has one, its own
-    compiled path. Points that differ only in learning rate build once. A sampled study has
-    no grid: a worker records each architecture's path when it first builds it."""
+    compiled path. Points that differ only in learning rate build once; the grid's first,
+    which ``check`` built (``checked``), is not built again. A sampled study has no grid:
+    a worker records each architecture's path when it first builds it."""
     if definition.model is None:
         return {"mlp": {"path": "compiled", "why": "the built-in MLP's own whole-epoch XLA "
                         "loop", "layers": "the built-in MLP"}}
     chosen: dict[str, dict[str, str]] = {}
     if definition.search.sampled:
         return chosen
-    built = set()
+    first = {name: ranges.lowest(values) for name, values in definition.search_space.items()}
+    ready = {} if checked is None else {_shape(definition.model_arguments(first)): checked}
+    seen = set()
     for point in definition.grid:
         arguments = definition.model_arguments(point)
-        shape = repr({key: value for key, value in arguments.items() if key != "learning_rate"})
-        if shape in built:
+        if _shape(arguments) in seen:
             continue
-        built.add(shape)
-        keras.backend.clear_session()
-        try:
-            model = builder(**arguments)
-        except Exception:  # whatever the builder raises: that point's trial says why
-            continue
+        seen.add(_shape(arguments))
+        model = ready.get(_shape(arguments))
+        if model is None:
+            keras.backend.clear_session()
+            try:
+                model = builder(**arguments)
+            except Exception:  # whatever the builder raises: that point's trial says why
+                continue
         if isinstance(model, keras.Model):
             choice = path_choice.choose(model) if definition.path == "auto" \
                 else path_choice.Choice(definition.path, "the study's [training] path")

@@ -1,27 +1,55 @@
 """One worker of ``python -m search.run --workers N``; not a command for people.
 
-It reads its ``RunOptions`` as JSON from standard input (never from its command line, which
-``ps`` shows to everyone), trains units until the study is done and exits 0, 130 when
+It reads its ``RunOptions`` as one line of JSON from standard input (never from its command
+line, which ``ps`` shows to everyone), imports TensorFlow and loads the data, then waits for
+a second line, "go", which the process that started it writes once its check has passed.
+Without it (the check failed, or the run was stopped) the worker exits 0 having stored and
+claimed nothing. After the go it trains units until the study is done and exits 0, 130 when
 interrupted, 1 on a one-line error.
 """
 
 from __future__ import annotations
 
+import signal
 import sys
 
-from search import running
-from search.cli import handle_signals_and_errors
-from search.options import RunOptions
+# First of all: until the go, a Ctrl-C is only noted (the process that started this one
+# ends it with SIGTERM, left at its default action), so no traceback from inside an import
+# is shown. It started with both blocked (search.worker.pool): one sent since waited here.
+_noted: list[int] = []
+signal.signal(signal.SIGINT, lambda signum, frame: _noted.append(signum))
+signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+
+from search import running  # noqa: E402
+from search.cli import handle_signals_and_errors, setup_logging  # noqa: E402
+from search.options import RunOptions  # noqa: E402
+from search.worker import pool, process  # noqa: E402
 
 
 def main() -> int:
-    options = RunOptions.from_json(sys.stdin.read())
+    verbose = "--verbose" in sys.argv[1:]
+    line = sys.stdin.readline()
+    if not line:
+        return 0
+    setup_logging(verbose)
+    options = RunOptions.from_json(line)
+    try:
+        prepared, failure = running.prepare_worker(options), None
+    except Exception as error:  # said only after a go: the starting process says it first
+        prepared, failure = None, error
+    if sys.stdin.readline().strip() != pool.GO:
+        return 0
+    process.startup_moment("told to go")
 
     def work() -> int:
-        running.work(options)
+        if _noted:  # interrupted before the go: nothing is stored, so nothing is said
+            return 130
+        if failure is not None:
+            raise failure
+        running.work(options, prepared)
         return 0
 
-    return handle_signals_and_errors(work, verbose=False)
+    return handle_signals_and_errors(work, verbose)
 
 
 if __name__ == "__main__":

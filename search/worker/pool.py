@@ -1,164 +1,145 @@
-"""``--workers N``: N worker processes on this machine sharing one study, one progress view.
+"""``--workers N``: this process and N - 1 worker processes on this machine sharing one study,
+one progress view.
 
-Each worker is ``python -m search.worker``, given its ``RunOptions`` on standard input; they
-coordinate only through the storage (see ``search.study.claims``), exactly as workers on
-several machines do. This process starts them, shows the study's progress as read from the
-storage, and waits.
+Each other worker is ``python -m search.worker``. It starts at once, with its
+``RunOptions`` on standard input, and imports TensorFlow and loads the data while this
+process checks the definition, the builder and the data; then it waits. Only once the check
+has passed and the study is stored does this process write "go" (``Workers.go``): the
+worker then opens the storage and trains. On a failed check or a Ctrl-C before that, its
+input closes without a go and it is ended (``Workers.stop``): it has stored and claimed
+nothing. From the go on, the workers coordinate only through the storage (see
+``search.study.claims``), exactly as workers on several machines do, and this process, one
+of them, also shows the study's progress as read from the storage.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import logging
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import optuna
-from optuna.trial import TrialState
 
+from search.errors import Interrupted
 from search.options import RunOptions
-from search.signals import raise_if_interrupted
-from search.study import points, stages, units
-from search.study.points import format_params
-from search.worker.eta import Eta
-from search.worker.progress import format_seconds
+from search.signals import held_interrupts, raise_if_interrupted
+from search.study import stages, units
+from search.study.storage import Storage
+from search.worker import process
+from search.worker.monitor import StudyMonitor, watching
+from search.worker.prepared import Prepared
 
-# How often the process that started the workers reads the study to show its progress.
-WATCH_SECONDS = 1.0
-
-
-class StudyMonitor:
-    """Prints what the storage shows, one line per event (a trial started, an epoch ended, a
-    trial ended with its value, the study's progress and ETA), and tells ``on_trial_end`` of
-    each trial that ended."""
-
-    def __init__(self, study: optuna.Study, show: bool,
-                 on_trial_end: Callable[[optuna.trial.FrozenTrial], None] | None,
-                 workers: int = 1, clock: Callable[[], float] = time.perf_counter) -> None:
-        self.study = study
-        self.show = show
-        self.on_trial_end = on_trial_end
-        self.epochs = study.user_attrs[points.BUDGET]["epochs"]
-        self.metric = points.objective_of(study)[0]
-        self.seen_epochs: dict[int, int] = {}
-        self.ended: set[int] = {t.number for t in study.get_trials(deepcopy=False)
-                                if t.state.is_finished()}
-        self.clock = clock
-        self.started = clock()
-        self.eta = Eta(workers)
-
-    def _name(self, trial: optuna.trial.FrozenTrial) -> str:
-        replicate = trial.user_attrs.get(points.REPLICATE, 0)
-        stage = trial.user_attrs.get(points.STAGE)
-        return (f"#{trial.number} {stage + ' ' if stage else ''}{format_params(trial.params)}"
-                f"{'' if stage == points.SEARCH_STAGE else f' replicate {replicate + 1}'}")
-
-    def _say(self, text: str) -> None:
-        if self.show:
-            print(text, file=sys.stderr)
-
-    def _epochs(self, trial: optuna.trial.FrozenTrial, now: float) -> None:
-        """A line per epoch newly reported; each counts toward its worker's pace."""
-        worker = trial.system_attrs.get(points.OWNER, trial.number)
-        for step in sorted(trial.intermediate_values):
-            if step > self.seen_epochs[trial.number]:
-                self.seen_epochs[trial.number] = step
-                self.eta.epoch_ended(worker, now)
-                self._say(f"  #{trial.number} epoch {step}/{self.epochs} {self.metric} "
-                          f"{trial.intermediate_values[step]:.4f}")
-
-    def _status(self, trials: list[optuna.trial.FrozenTrial], now: float) -> str:
-        """``3 of 27 trials complete, elapsed 41s, ETA 5m02s`` (no ETA until it means
-        something)."""
-        done = sum(t.state == TrialState.COMPLETE for t in trials)
-        total = stages.planned(self.study, units.unit_status(self.study, trials))
-        running = sum(len(t.intermediate_values) for t in trials if not t.state.is_finished())
-        left = self.eta.seconds_left((total - done) * self.epochs - running, now)
-        return (f"{done} of {total} trials complete, elapsed "
-                f"{format_seconds(now - self.started)}"
-                f"{'' if left is None else ', ETA ' + format_seconds(left)}")
-
-    def poll(self) -> None:
-        trials, now = self.study.get_trials(deepcopy=False), self.clock()
-        for trial in trials:
-            if trial.number in self.ended:
-                continue
-            if trial.number not in self.seen_epochs:
-                self.seen_epochs[trial.number] = 0
-                self._say(f"trial {self._name(trial)} started")
-            self._epochs(trial, now)
-            if trial.state.is_finished():
-                self.ended.add(trial.number)
-                outcome = (f"{self.metric} {trial.value:.4f}" if trial.state == TrialState.COMPLETE
-                           else f"{trial.state.name}: {trial.user_attrs.get(points.FAILURE)}")
-                self._say(f"  {self._name(trial)} ended, {outcome} "
-                          f"[{self._status(trials, now)}]")
-                if self.on_trial_end is not None:
-                    self.on_trial_end(trial)
+GO = "go"
 
 
-def worker_command() -> list[str]:
+def worker_command(verbose: bool = False) -> list[str]:
     """A worker's command line: nothing of the options, so ``ps`` shows no password."""
-    return [sys.executable, "-m", "search.worker"]
+    return [sys.executable, "-m", "search.worker", *(["--verbose"] if verbose else [])]
 
 
 def worker_input(options: RunOptions) -> str:
-    """What a worker reads on its standard input: its options, as JSON."""
-    return dataclasses.replace(options, workers=1).to_json()
+    """What a worker reads first on its standard input: its options, as one line of JSON."""
+    return dataclasses.replace(options, workers=1).to_json() + "\n"
 
 
-def _start_worker(options: RunOptions) -> subprocess.Popen:
-    worker = subprocess.Popen(worker_command(), stdin=subprocess.PIPE, text=True)
+class Workers:
+    """The other workers of a run, started early; ``go`` lets them store and train."""
+
+    def __init__(self, processes: list[subprocess.Popen]) -> None:
+        self.processes = processes
+        self.told = False
+
+    def go(self, options: RunOptions) -> None:
+        if options.show_progress:
+            print(f"starting {options.workers} workers with {options.threads} CPU thread(s) "
+                  "each", file=sys.stderr)
+        with held_interrupts():  # each is told, or none: a Ctrl-C then stops them all
+            for worker in self.processes:
+                with contextlib.suppress(OSError):  # one that has died: its code says so
+                    worker.stdin.write(GO + "\n")
+                    worker.stdin.close()
+            self.told = True
+
+    def stop(self) -> None:
+        """End them all and wait. Before the go, at once: a worker has stored and claimed
+        nothing then, and SIGTERM ends it without a word (it keeps the default action until
+        the go). After it, with an interrupt, as Ctrl-C does: each records its trial as
+        interrupted."""
+        for worker in self.processes:
+            with contextlib.suppress(OSError):
+                worker.stdin.close()
+            if worker.poll() is None:
+                worker.send_signal(signal.SIGINT if self.told else signal.SIGTERM)
+        for worker in self.processes:
+            worker.wait()
+
+    def wait(self) -> None:
+        """Until they exit: their last units done, they find nothing more to claim."""
+        while [worker.poll() for worker in self.processes].count(None):
+            raise_if_interrupted()
+            time.sleep(0.1)
+
+    def failures(self) -> list[str]:
+        """A line for each worker that failed; this process is worker 1."""
+        return [f"worker {number} exited with {worker.returncode}"
+                for number, worker in enumerate(self.processes, start=2)
+                if worker.returncode not in (0, 130)]
+
+
+def _start(options: RunOptions, verbose: bool) -> subprocess.Popen:
+    worker = subprocess.Popen(worker_command(verbose), stdin=subprocess.PIPE, text=True)
     worker.stdin.write(worker_input(options))
-    worker.stdin.close()
+    worker.stdin.flush()
     return worker
 
 
-def _stop(workers: list[subprocess.Popen]) -> None:
-    """Interrupt the workers still running (each records its trial as interrupted), wait."""
-    for worker in workers:
-        if worker.poll() is None:
-            worker.send_signal(signal.SIGINT)
-    for worker in workers:
-        worker.wait()
-
-
-def work_in_processes(options: RunOptions, study: optuna.Study,
-                      on_trial_end: Callable[[optuna.trial.FrozenTrial], None] | None = None
-                      ) -> tuple[bool, list[str]]:
-    """Start the workers, watch the study until they exit; ``on_trial_end`` hears of each
-    trial that ended.
-
-    Returns whether the run was interrupted, and a line for each worker that failed. Should
-    this process fail while watching (its storage gone, say), the workers are stopped
-    first: none is left running without the process that started it.
-    """
-    if options.show_progress:
-        print(f"starting {options.workers} workers with {options.threads} CPU thread(s) each",
-              file=sys.stderr)
-    workers = [_start_worker(options) for _ in range(options.workers)]
-    interrupted = False
+@contextlib.contextmanager
+def started_early(options: RunOptions, local: bool = True) -> Iterator[Workers]:
+    """The other ``options.workers - 1`` workers, started now (none where ``local`` is
+    False: a cluster's start elsewhere); none outlives the block."""
+    workers = Workers([])
+    verbose = logging.getLogger("search").getEffectiveLevel() <= logging.INFO
     try:
-        # A worker that finds nothing left to claim never trains: wait for no more pace
-        # than there are units left.
-        statuses = units.unit_status(study)
-        left = stages.planned(study, statuses) - sum(s.complete is not None for s in statuses)
-        monitor = StudyMonitor(study, options.show_progress, on_trial_end,
-                               workers=max(1, min(options.workers, left)))
-        # poll() every worker each round (no short-circuit): it also reaps the dead ones.
-        while [worker.poll() for worker in workers].count(None):
-            raise_if_interrupted()
-            monitor.poll()
-            time.sleep(WATCH_SECONDS)
-        monitor.poll()
-    except KeyboardInterrupt:
-        # A terminal's Ctrl-C reaches the workers too; a kill of this process alone does not.
-        interrupted = True
+        # Blocked while they start: a Ctrl-C or SIGTERM lands here after a start, never
+        # inside one, and waits in each worker until its handling is in place.
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        try:
+            for _ in range(options.workers - 1 if local else 0):
+                workers.processes.append(_start(options, verbose))
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+        yield workers
     finally:
-        _stop(workers)
-    codes = [worker.returncode for worker in workers]
-    failed = [f"worker {i + 1} exited with {code}" for i, code in enumerate(codes)
-              if code not in (0, 130)]
-    return interrupted or 130 in codes, failed
+        workers.stop()
+
+
+def work_with_others(options: RunOptions, storage: Storage, study: optuna.Study,
+                     prepared: Prepared, workers: Workers,
+                     on_trial_end: Callable[[optuna.trial.FrozenTrial], None]) -> list[str]:
+    """Tell the others to go, train units here while showing the whole study's progress,
+    then wait for the others; a line for each worker that failed. Raises Interrupted on
+    Ctrl-C, after every worker has stopped."""
+    # A worker that finds nothing left to claim never trains: no more pace than units left.
+    statuses = units.unit_status(study)
+    left = stages.planned(study, statuses) - sum(s.complete is not None for s in statuses)
+    monitor = StudyMonitor(optuna.load_study(study_name=study.study_name, storage=storage.rdb),
+                           options.show_progress, on_trial_end,
+                           workers=max(1, min(options.workers, left)))
+    workers.go(options)
+    try:
+        with watching(monitor):
+            process.work_here(options, storage, study, prepared.dataset, prepared.builder,
+                              quiet=True)
+            workers.wait()
+    except KeyboardInterrupt:
+        raise Interrupted() from None
+    finally:
+        workers.stop()
+    if 130 in [worker.returncode for worker in workers.processes]:
+        raise Interrupted()  # one of them was interrupted: the study is not done
+    return workers.failures()

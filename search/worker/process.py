@@ -8,17 +8,21 @@ each child of ``--workers N`` runs it through ``python -m search.worker``.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import os
 import sys
+import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import optuna
 
 from search.data import Dataset
 from search.options import RunOptions
+from search.signals import held_interrupts
 from search.study import lifecycle, points, pruning
 from search.study.storage import Storage, storage_errors
 from search.training.checkpoints import CheckpointStore
@@ -28,24 +32,61 @@ from search.worker.loop import work
 logger = logging.getLogger(__name__)
 
 
-def import_tensorflow_quietly() -> None:
-    """Import TensorFlow with the C-level stderr closed.
+# TensorFlow's own log level. Unset, the commands set it to 3 (0 under --verbose) before
+# TensorFlow loads, in every process of a run (the workers inherit it): a value the user
+# set is kept.
+LOG_LEVEL_VARIABLE = "TF_CPP_MIN_LOG_LEVEL"
+_startup = logging.getLogger("search.startup")
 
-    Its CUDA probe writes "Could not find cuda drivers" through absl before any log level
-    applies (TF_CPP_MIN_LOG_LEVEL does not reach it); on a CPU machine that is noise on
-    every run. Python errors still propagate: they are raised, not printed.
-    """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    sys.stderr.flush()
-    os.dup2(null, 2)
+
+def _process_age() -> float:
+    """Seconds since this process started (Linux); since this module loaded elsewhere."""
     try:
-        import keras  # noqa: F401
-        import tensorflow  # noqa: F401
-    finally:
-        os.dup2(saved, 2)
-        os.close(null)
-        os.close(saved)
+        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return uptime - ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return time.perf_counter() - _LOADED
+
+
+_LOADED = time.perf_counter()
+
+
+def startup_moment(what: str) -> None:
+    """Log (under --verbose) a moment of this process's start-up; scripts/bench_startup.py
+    times these lines to break the time to the first epoch into its parts."""
+    if _startup.isEnabledFor(logging.INFO):
+        _startup.info("process %d: %s at %.2f s", os.getpid(), what, _process_age())
+
+
+def import_tensorflow_quietly(hold_interrupts: bool = True) -> None:
+    """Import TensorFlow (and Keras) with the C-level stderr closed, unless its INFO lines
+    were asked for (``TF_CPP_MIN_LOG_LEVEL=0``, which --verbose sets when it is unset).
+
+    Its start-up lines ("oneDNN custom operations are on", the CUDA probe's "Could not find
+    cuda drivers") are written through absl before any log level applies: on a CPU machine
+    they are noise on every run. Python errors still propagate: they are raised, not
+    printed. A Ctrl-C meanwhile is raised once the import is done: inside it, Keras would
+    turn it into an ImportError. (A worker started early notes its own until the go.)
+    """
+    if "tensorflow" in sys.modules:
+        return
+    quiet = os.environ.setdefault(LOG_LEVEL_VARIABLE, "3").strip() not in ("", "0")
+    saved = os.dup(2) if quiet else None
+    with held_interrupts() if hold_interrupts else contextlib.nullcontext():
+        if saved is not None:
+            null = os.open(os.devnull, os.O_WRONLY)
+            sys.stderr.flush()
+            os.dup2(null, 2)
+            os.close(null)
+        try:
+            import keras  # noqa: F401
+            import tensorflow  # noqa: F401
+        finally:
+            if saved is not None:
+                os.dup2(saved, 2)
+                os.close(saved)
+    startup_moment("TensorFlow imported")
 
 
 def configure_threads(threads: int) -> None:
