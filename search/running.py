@@ -64,7 +64,7 @@ def run_study(study: str | definitions.StudyDefinition, *, storage_url: str | No
         given = "data given as arrays" if data is not None else f"the builder {_name_of(build)}"
         raise SearchError(f"{given} cannot reach worker processes (nothing is pickled); put "
                           "it in a module and name it in the study's [model] or [data], or "
-                          "pass workers=1")
+                          "pass workers=1 (and no cluster)")
     return run(options, build=build, data=data)
 
 
