@@ -27,7 +27,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from search.errors import SearchError, StoreError
+from search import disk_space
+from search.errors import DiskFull, SearchError, StoreError
 from search.locations import ARTIFACTS_VARIABLE, artifacts_location
 from search.study.store_objects import (
     FolderStore,
@@ -164,8 +165,8 @@ def describe_error(error: BaseException, location: str) -> str:
     if parsed.folder is not None and isinstance(error, OSError):  # a folder store raises no other
         if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
             return f"folder {parsed.folder} is read-only; make it writable or name another store"
-        if error.errno == errno.ENOSPC:
-            return "the disk is full; free some space (stored files are intact)"
+        if error.errno in disk_space.FULL_ERRNOS:
+            return disk_space.full_line(parsed.folder)
         return f"{error.strerror or error} ({error.filename or parsed.folder})"
     name = type(error).__name__
     code = str((getattr(error, "response", None) or {}).get("Error", {}).get("Code", ""))
@@ -202,5 +203,6 @@ def store_errors(location: str) -> Iterator[None]:
     try:
         yield
     except _errors() as error:
-        raise StoreError(f"artifact store {display(location)}: "
-                          f"{describe_error(error, location)}") from None
+        kind = DiskFull if disk_space.is_full(error) else StoreError
+        raise kind(f"artifact store {display(location)}: "
+                   f"{describe_error(error, location)}") from None

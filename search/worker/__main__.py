@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import sys
 
-from search import running
-from search.cli import handle_signals_and_errors
-from search.options import RunOptions
+from search import signals
+
+if __name__ == "__main__":  # before the imports below: a Ctrl-C while they load is no traceback
+    signals.quiet_start()
+
+from search import cli, running  # noqa: E402
+from search.options import RunOptions  # noqa: E402
 
 
 def main() -> int:
@@ -21,8 +25,8 @@ def main() -> int:
         running.work(options)
         return 0
 
-    return handle_signals_and_errors(work, verbose=False)
+    return cli.handle_signals_and_errors(work, verbose=False)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.run_command(main)

@@ -19,7 +19,7 @@ import optuna
 from optuna.trial import TrialState
 
 from search.options import RunOptions
-from search.signals import raise_if_interrupted
+from search.signals import blocked_in_children, held_interrupts, raise_if_interrupted
 from search.study import points, stages, units
 from search.study.points import format_params
 from search.worker.eta import Eta
@@ -110,7 +110,8 @@ def worker_input(options: RunOptions) -> str:
 
 
 def _start_worker(options: RunOptions) -> subprocess.Popen:
-    worker = subprocess.Popen(worker_command(), stdin=subprocess.PIPE, text=True)
+    with blocked_in_children():  # a Ctrl-C while it starts waits for its quiet_start
+        worker = subprocess.Popen(worker_command(), stdin=subprocess.PIPE, text=True)
     worker.stdin.write(worker_input(options))
     worker.stdin.close()
     return worker
@@ -138,9 +139,12 @@ def work_in_processes(options: RunOptions, study: optuna.Study,
     if options.show_progress:
         print(f"starting {options.workers} workers with {options.threads} CPU thread(s) each",
               file=sys.stderr)
-    workers = [_start_worker(options) for _ in range(options.workers)]
+    workers: list[subprocess.Popen] = []
     interrupted = False
     try:
+        for _ in range(options.workers):
+            with held_interrupts():  # a Ctrl-C now stops the workers started so far too
+                workers.append(_start_worker(options))
         # A worker that finds nothing left to claim never trains: wait for no more pace
         # than there are units left.
         statuses = units.unit_status(study)
