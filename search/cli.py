@@ -4,11 +4,13 @@ run ends (a one-line error, or Ctrl-C/SIGTERM as exit 130 with the resume hint).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 from search import definition, signals
 from search.errors import Interrupted, SearchError
@@ -47,6 +49,18 @@ def add_study_flags(parser: argparse.ArgumentParser, verb: str) -> None:
                              "[storage] artifacts, else NAME.artifacts beside the database)")
 
 
+class _NoInterruptTracebacks(logging.Filter):
+    """A library that logs the KeyboardInterrupt it was stopped by (SQLAlchemy's pool does,
+    with its traceback, when Ctrl-C lands while a connection goes back) logs nothing: the
+    interrupt is noted, and the command says it was interrupted."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt):
+            signals.ignore_further_interrupts()
+            return False
+        return True
+
+
 def setup_logging(verbose: bool) -> None:
     # Before TensorFlow loads, in this process and the workers it starts (they inherit it):
     # its C++ start-up chatter stays off the terminal unless asked for, by --verbose or by
@@ -54,6 +68,9 @@ def setup_logging(verbose: bool) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if verbose else "3")
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(each, _NoInterruptTracebacks) for each in handler.filters):
+            handler.addFilter(_NoInterruptTracebacks())
     for noisy in ("absl", "tensorflow", "optuna"):
         logging.getLogger(noisy).setLevel(logging.INFO if verbose else logging.ERROR)
 
@@ -63,10 +80,8 @@ def handle_signals_and_errors(action: Callable[[], int], verbose: bool) -> int:
     setup_logging(verbose)
     with signals.interrupts_noted():
         try:
+            signals.raise_if_interrupted()  # one that came while the command started
             return action()
-        except SearchError as error:
-            print(f"error: {error}", file=sys.stderr)
-            return 1
         except Interrupted as stop:
             _say_interrupted(stop)
             return 130
@@ -74,6 +89,16 @@ def handle_signals_and_errors(action: Callable[[], int], verbose: bool) -> int:
             signals.ignore_further_interrupts()
             print(RESUME_HINT, file=sys.stderr)
             return 130
+        except Exception as error:
+            if signals.interrupt_noted():  # its doing: a library turned it into this error
+                logging.getLogger(__name__).debug("after the interrupt", exc_info=True)
+                signals.ignore_further_interrupts()
+                print(RESUME_HINT, file=sys.stderr)
+                return 130
+            if not isinstance(error, SearchError):
+                raise
+            print(f"error: {error}", file=sys.stderr)
+            return 1
 
 
 def _say_interrupted(stop: Interrupted) -> None:
@@ -83,3 +108,36 @@ def _say_interrupted(stop: Interrupted) -> None:
               "to resume.", file=sys.stderr)
     else:
         print(RESUME_HINT, file=sys.stderr)
+
+
+def run_command(main: Callable[[], int]) -> NoReturn:
+    """What ``python -m search.<command>`` does after its imports (``signals.quiet_start``
+    before them): exit with ``main()``'s code, or 130 for a Ctrl-C or SIGTERM that lands
+    outside the command's own handling; after it, signals are ignored, so none raises or
+    kills while the interpreter shuts down."""
+    code = None
+    try:
+        try:
+            code = main()
+        finally:
+            signals.ignore_from_now()
+    except KeyboardInterrupt:
+        if code is None:
+            print(RESUME_HINT, file=sys.stderr)
+    code = 130 if code is None else code
+    if signals.interrupt_noted():
+        _exit_now(code)
+    sys.exit(code)
+
+
+def _exit_now(code: int) -> NoReturn:
+    """Exit an interrupted command without the interpreter's shutdown. A KeyboardInterrupt
+    that passed through a C extension (an import's ``PyRun_String``) marks CPython to kill
+    itself with SIGINT at exit, whatever the code: -2, not 130. And finalizers of what was
+    half imported or half built would report errors. What the run stores is written by
+    then (commits, files renamed into place); only buffered output is left to flush."""
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)

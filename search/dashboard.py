@@ -12,13 +12,18 @@ import socketserver
 import sys
 import wsgiref.simple_server
 
-import optuna_dashboard
+from search import signals
 
-from search import cli
-from search.errors import SearchError
-from search.locations import locate_stored
-from search.study import artifact_store
-from search.study.storage import open_for_reading
+if __name__ == "__main__":  # before the imports below: a Ctrl-C while they load is no traceback
+    signals.quiet_start()
+
+import optuna_dashboard  # noqa: E402
+
+from search import cli  # noqa: E402
+from search.errors import SearchError  # noqa: E402
+from search.locations import locate_stored  # noqa: E402
+from search.study import artifact_store  # noqa: E402
+from search.study.storage import open_for_reading  # noqa: E402
 
 
 class _Server(socketserver.ThreadingMixIn, wsgiref.simple_server.WSGIServer):
@@ -70,14 +75,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
     print(f"optuna-dashboard for study '{args.study}': {url}  (Ctrl-C stops it)", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+    with signals.interrupts_noted():
+        try:
+            signals.raise_if_interrupted()  # one that came while it started
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.server_close()
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.run_command(main)

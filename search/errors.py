@@ -18,6 +18,12 @@ class StoreError(SearchError):
     trial's, so a worker stops the run instead of using up the unit's attempts."""
 
 
+class DiskFull(StoreError):
+    """A disk filled up while a checkpoint, a trial's model or figure was written: like
+    StoreError it stops the run without costing the trial an attempt; the message names the
+    location and the space left there (``search.disk_space``)."""
+
+
 class Interrupted(Exception):
     """Ctrl-C or SIGTERM stopped a run; the interrupted trial's checkpoint is kept.
 

@@ -14,6 +14,7 @@ import os
 import time
 from pathlib import Path
 
+from search import cpu_quota
 from search.definition import StudyDefinition
 from search.errors import SearchError
 from search.locations import Locations, locate
@@ -67,12 +68,14 @@ def _cpu_times() -> tuple[int, int]:
 def auto_workers(sample_seconds: float = 0.3) -> int:
     """Worker processes for ``--workers auto``: one per core that other programs leave idle.
 
-    One worker trains on one core; a second worker on a free second core finishes a study
-    well ahead of one, but on a core another program keeps busy it only fights that program
-    (and takes from one worker the spare core it compiles ahead on). Idleness is measured
-    now, over a moment: the load average trails a program that has just ended by minutes.
+    The cores counted are those the process may use: its affinity, cut to a container's CPU
+    quota (``search.cpu_quota``). One worker trains on one core; a second worker on a free
+    second core finishes a study well ahead of one, but on a core another program keeps busy
+    it only fights that program (and takes from one worker the spare core it compiles ahead
+    on). Idleness is measured now, over a moment: the load average trails a program that
+    has just ended by minutes.
     """
-    cores = len(os.sched_getaffinity(0))
+    cores = cpu_quota.usable_cpus()
     try:
         idle_before, total_before = _cpu_times()
         time.sleep(sample_seconds)

@@ -15,16 +15,20 @@ as far as it got.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-import optuna
+from search import signals
 
-from search import cli
-from search.errors import SearchError
-from search.locations import locate_stored
-from search.results import csv_files, figures, table
-from search.study.storage import load_for_reading, storage_errors
+if __name__ == "__main__":  # before the imports below: a Ctrl-C while they load is no traceback
+    signals.quiet_start()
+
+import optuna  # noqa: E402
+
+from search import cli, disk_space  # noqa: E402
+from search.errors import SearchError  # noqa: E402
+from search.locations import locate_stored  # noqa: E402
+from search.results import csv_files, figures, table  # noqa: E402
+from search.study.storage import load_for_reading, storage_errors  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -71,12 +75,22 @@ def write_report(args: argparse.Namespace) -> list[Path]:
         try:
             written = figures.write_all(study, target) + exported
             for path, text in _exports(study, args):
-                path.write_text(text, encoding="utf-8")
+                disk_space.write_whole(path, lambda file, text=text: file.write_text(
+                    text, encoding="utf-8"))
                 written.append(path)
         except OSError as error:
-            raise SearchError(f"cannot write {error.filename or target}: {error.strerror}; "
-                              "pick another --out, --csv or --json") from None
+            raise SearchError(_cannot_write(error, target)) from None
     return written
+
+
+def _cannot_write(error: OSError, target: Path) -> str:
+    where = Path(error.filename).parent if error.filename else target
+    if disk_space.is_full(error):
+        return f"cannot write to {where}: " + disk_space.full_line(
+            where, "free some space there or pick another --out, --csv or --json",
+            kept="the files written before are unchanged")
+    return (f"cannot write {error.filename or target}: {error.strerror}; pick another --out, "
+            "--csv or --json")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -91,4 +105,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.run_command(main)

@@ -10,7 +10,12 @@ import argparse
 import os
 import sys
 
-from search import cli, definition, options, running
+from search import signals
+
+if __name__ == "__main__":  # before the imports below: a Ctrl-C while they load is no traceback
+    signals.quiet_start()
+
+from search import cli, definition, options, running  # noqa: E402
 
 
 def _workers(text: str) -> int | str:
@@ -39,7 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
                              "raising it on a stored study runs only the new replicates")
     parser.add_argument("--workers", type=_workers, default="auto", metavar="N",
                         help="worker processes on this machine sharing the study; 'auto' "
-                             "(the default) starts one per idle core")
+                             "(the default) starts one per idle core (idle in /proc/stat) of "
+                             "those the process may use: its CPU affinity, cut to the CPU "
+                             "quota of its cgroups (/proc/self/cgroup: cpu.max, or v1's "
+                             "cpu.cfs_quota_us / cpu.cfs_period_us)")
     parser.add_argument("--threads", type=int, metavar="N",
                         help="CPU threads per worker (default 1: faster for this MLP)")
     parser.add_argument("--cluster", metavar="ray",
@@ -94,4 +102,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.run_command(main)

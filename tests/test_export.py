@@ -9,6 +9,8 @@ checks that the exported file, loaded by Keras, scores the test accuracy stored 
 
 from __future__ import annotations
 
+import errno
+import tempfile
 from pathlib import Path
 
 import optuna
@@ -17,7 +19,7 @@ import pytest
 from optuna.trial import TrialState
 
 from search import definition, report
-from search.errors import SearchError
+from search.errors import DiskFull, SearchError
 from search.results import artifacts, export
 from search.study import lifecycle, points
 from search.study.optuna_internals import trial_id
@@ -54,11 +56,19 @@ class Labelled:
         Path(path).write_text(self.label)
 
 
+class NoRoom(Labelled):
+    """A model whose file meets a full disk."""
+
+    def save(self, path: Path) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+
 class Scores:
     """An objective that trains nothing: fixed accuracies, then the real on_finish hook."""
 
-    def __init__(self, on_finish: artifacts.TrialArtifacts | None) -> None:
-        self.on_finish = on_finish
+    def __init__(self, on_finish: artifacts.TrialArtifacts | None,
+                 model: type[Labelled] = Labelled) -> None:
+        self.on_finish, self.model = on_finish, model
 
     def __call__(self, trial: optuna.Trial, unit: points.Unit) -> float:
         rate = trial.suggest_categorical("learning_rate", [0.001, 0.01])
@@ -68,7 +78,7 @@ class Scores:
                                         "val_loss": [1.0], "val_accuracy": [value]})
         trial.set_user_attr("test_accuracy", TEST[unit.replicate])
         if self.on_finish is not None:
-            self.on_finish(trial, Labelled(f"lr={rate} replicate={unit.replicate}"))
+            self.on_finish(trial, self.model(f"lr={rate} replicate={unit.replicate}"))
         return value
 
     def forget(self, unit: points.Unit) -> None:
@@ -157,6 +167,24 @@ def test_a_model_that_could_not_be_stored_costs_the_file_not_the_trial(
         export.export_best_model(study, tmp_path / "best.keras", blocked)
     one_line(raised, "has no stored model", "could not be stored", str(blocked))
     assert not (tmp_path / "best.keras").exists()
+
+
+def test_a_full_disk_stops_the_run_instead_of_costing_a_model(storage, tmp_path: Path) -> None:
+    """The next checkpoint would fail too, and a trial without its model is never exported:
+    the run stops in one line, the trial costs no attempt, and the rerun stores its model."""
+    study = lifecycle.open_study(storage, definition.parse(GRID_TOML, "grid", "grid.toml"))
+    hook = artifacts.TrialArtifacts(tmp_path / "artifacts")
+    with pytest.raises(DiskFull) as raised:
+        loop.work(storage, study, Scores(hook, NoRoom))
+    one_line(raised, f"temporary folder {tempfile.gettempdir()}: the disk is full (",
+             " free of ", "TMPDIR", "run the same command to resume")
+    [trial] = study.get_trials()
+    assert trial.state == TrialState.FAIL
+    assert trial.user_attrs["failure"] == "interrupted: the disk is full"
+    assert points.MODEL_ERROR not in trial.user_attrs
+    loop.work(storage, study, Scores(hook))
+    complete = [t for t in study.get_trials() if t.state == TrialState.COMPLETE]
+    assert len(complete) == 6 and all(points.MODEL_ARTIFACT in t.user_attrs for t in complete)
 
 
 def test_export_errors_are_one_line(storage, tmp_path: Path) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import hashlib
+import json
 import os
 import sqlite3
 import subprocess
@@ -15,7 +17,7 @@ import pytest
 import sqlalchemy
 from optuna.trial import TrialState
 
-from search import definition, run
+from search import definition, report, run
 from search.results import table
 from search.study import claims, lifecycle, points, units
 from search.study.optuna_internals import study_id, trial_id
@@ -176,35 +178,133 @@ def small_disk(tmp_path: Path):
     mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs",
                               str(mount_point)], capture_output=True, text=True)
     if mounted.returncode != 0:
-        if os.environ.get("CI"):
+        if os.environ.get("CI") or os.geteuid() == 0:
             pytest.fail(f"cannot mount a small tmpfs: {mounted.stderr.strip()}")
         pytest.skip(f"cannot mount a small tmpfs (needs root): {mounted.stderr.strip()}")
     yield mount_point
     subprocess.run(["umount", "-l", str(mount_point)], check=False)
 
 
-def test_a_full_disk_is_one_line_and_loses_nothing(small_disk, tmp_path, mnist_dir):
+def fill(disk: Path, leave: int = 0) -> Path:
+    """Take every byte of ``disk`` but about ``leave`` (tmpfs frees whole 4 KB pages)."""
+    filler = disk / "filler"
+    with open(filler, "ab", buffering=0) as file, contextlib.suppress(OSError):
+        while True:
+            file.write(b"\0" * 4096)
+    os.truncate(filler, max(0, filler.stat().st_size - leave))
+    return filler
+
+
+def files(folder: Path) -> dict[str, str]:
+    return {str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+            for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+def stored_trials(name: str, url: str) -> list[tuple]:
+    trials = optuna.load_study(study_name=name, storage=url).get_trials()
+    return [(t.number, t.state, t.params, t.values, t.user_attrs, t.system_attrs,
+             t.intermediate_values, t.datetime_start, t.datetime_complete) for t in trials]
+
+
+def one_error_line(stderr: str, *fragments: str) -> str:
+    """The run's only complaint: one ``error:`` line (progress lines aside), no traceback,
+    no warning."""
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, stderr
+    for unwanted in ("Traceback", "Exception ignored", "WARNING"):
+        assert unwanted not in stderr, stderr
+    for fragment in fragments:
+        assert fragment in errors[0], errors[0]
+    return errors[0]
+
+
+# The MLP of write_definition ([16, 8] units): its weights and Adam's two moments, float32.
+STATE_BYTES = 3 * 4 * (784 * 16 + 16 + 16 * 8 + 8 + 8 * 10 + 10)
+
+
+def test_a_full_disk_is_one_line_and_loses_nothing(small_disk, tmp_path, mnist_dir, capsys):
+    """A full disk at a checkpoint, then at an exported model and at the report's figures,
+    then a database that cannot grow: one line each, and nothing stored changes."""
     write_definition(tmp_path, "tiny", epochs=2)
-    url = f"sqlite:///{small_disk}/tiny.db"
-    command = [sys.executable, "-m", "search.run", "--study", "tiny", "--studies-dir",
-               str(tmp_path), "--data-dir", str(mnist_dir), "--storage", url, "--workers", "1"]
-    assert run.main([*command[3:], "--epochs", "1"]) == 0  # in-process
-    before = optuna.load_study(study_name="tiny-epochs1", storage=url).get_trials()
+    url, store = f"sqlite:///{tmp_path}/tiny.db", small_disk / "tiny.artifacts"
+    where = ["--study", "tiny", "--studies-dir", str(tmp_path), "--storage", url,
+             "--artifacts", str(store)]
+    command = [*where, "--data-dir", str(mnist_dir), "--workers", "1"]
+    report_command = [*where, "--out", str(small_disk / "report")]
+    assert run.main(command) == 0
+    assert report.main(report_command) == 0  # figures that a full disk must not spoil
+    (small_disk / "best.keras").write_bytes(b"an earlier export")
+    before, trials_before = files(small_disk), stored_trials("tiny", url)
+    capsys.readouterr()
 
-    with open(small_disk / "filler", "wb") as filler:  # take every byte that is left
-        with contextlib.suppress(OSError):
-            while True:
-                filler.write(b"\0" * 65536)
-                filler.flush()
-    full = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert full.returncode != 0
-    lines = full.stderr.strip().splitlines()
-    assert len(lines) == 1 and "full" in lines[0].lower(), full.stderr
-    assert "Traceback" not in full.stderr
+    # Room for one checkpoint, not for the next (written before the last one is dropped).
+    filler = fill(small_disk, leave=int(1.5 * STATE_BYTES))
+    assert run.main([*command, "--repeats", "2"]) == 1
+    one_error_line(capsys.readouterr().err, f"artifact store {store}: the disk is full (",
+                   "free of 3.0 MB at", "run the same command to resume")
+    after = files(small_disk)
+    assert {name: after[name] for name in before if name != "filler"} == \
+        {name: digest for name, digest in before.items() if name != "filler"}
+    assert stored_trials("tiny", url)[:2] == trials_before  # byte for byte
+    # The epoch 1 checkpoint is whole and recorded; nothing of epoch 2's is left.
+    new = sorted(name for name in after if name not in before and name != "filler")
+    [pointer] = [name for name in new if name.endswith("latest.json")]
+    checkpoint = json.loads((small_disk / pointer).read_text())
+    assert checkpoint["epoch"] == 1
+    assert new == sorted([pointer, f"tiny.artifacts/{checkpoint['artifact_id']}"])
+    interrupted = optuna.load_study(study_name="tiny", storage=url).get_trials()[2]
+    assert interrupted.state == TrialState.FAIL
+    assert interrupted.user_attrs["failure"] == "interrupted: the disk is full"
 
-    (small_disk / "filler").unlink()
-    after = optuna.load_study(study_name="tiny-epochs1", storage=url).get_trials()
-    assert [(t.number, t.params, t.value, t.user_attrs) for t in after] == \
-        [(t.number, t.params, t.value, t.user_attrs) for t in before]
-    rerun = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert rerun.returncode == 0, rerun.stderr  # with space again, the study finishes
+    filler.unlink()  # with space again the run resumes from that checkpoint
+    assert run.main([*command, "--repeats", "2"]) == 0
+    final = optuna.load_study(study_name="tiny", storage=url).get_trials()
+    complete = [t for t in final if t.state == TrialState.COMPLETE]
+    assert sorted((t.params["learning_rate"], t.user_attrs["replicate"]) for t in complete) \
+        == [(0.001, 0), (0.001, 1), (0.01, 0), (0.01, 1)]
+    resumed = [t for t in complete if t.params == interrupted.params
+               and t.user_attrs["replicate"] == 1]
+    assert resumed[0].user_attrs["resumed_from_epoch"] == 1
+
+    # A model exported to, and the report's figures drawn on, a full disk: one line each.
+    filler = fill(small_disk)
+    capsys.readouterr()
+    target = small_disk / "best.keras"
+    assert report.main([*report_command, "--export-model", str(target)]) == 1
+    one_error_line(capsys.readouterr().err, f"cannot write {target}: the disk is full (",
+                   "--export-model", "any earlier file there is unchanged")
+    assert report.main(report_command) == 1
+    one_error_line(capsys.readouterr().err,
+                   f"cannot write to {small_disk / 'report'}: the disk is full (")
+    left = files(small_disk)
+    assert {name: left[name] for name in before if not name.startswith("tiny.artifacts")
+            and name != "filler"} == {name: digest for name, digest in before.items()
+                                      if not name.startswith("tiny.artifacts")
+                                      and name != "filler"}
+    assert not [name for name in left if any(part.startswith(".")
+                                             for part in Path(name).parts)]
+
+    filler.unlink()  # and a database that cannot grow
+    database_full_is_one_line(url, tmp_path / "tiny.db", command, capsys)
+
+
+def database_full_is_one_line(url: str, database: Path, command: list[str], capsys) -> None:
+    """SQLite's max_page_count stands in for a full disk: the database cannot grow."""
+    with contextlib.closing(sqlite3.connect(database)) as connection:
+        connection.execute("PRAGMA page_size = 512")  # small pages, packed by VACUUM: the
+        connection.execute("VACUUM")  # next rows need new ones, which it may not have
+        pages = connection.execute("PRAGMA page_count").fetchone()[0]
+    before = stored_trials("tiny", url)
+
+    def no_growth(dbapi_connection, record) -> None:  # every connection of the run
+        dbapi_connection.execute(f"PRAGMA max_page_count = {pages}")
+
+    capsys.readouterr()
+    sqlalchemy.event.listen(sqlalchemy.pool.Pool, "connect", no_growth)
+    try:
+        assert run.main([*command, "--repeats", "3"]) == 1
+    finally:
+        sqlalchemy.event.remove(sqlalchemy.pool.Pool, "connect", no_growth)
+    one_error_line(capsys.readouterr().err, f"error: storage {url}: database or disk is full (",
+                   "free of", f"at {database}); free some space there")
+    assert stored_trials("tiny", url)[:len(before)] == before  # byte for byte

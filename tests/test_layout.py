@@ -21,6 +21,7 @@ LAYERS = (
     ("search.study", "search.training"),
     ("search.definition", "search.definition_schema", "search.knobs", "search.data",
      "search.options", "search.locations", "search.errors", "search.signals",
+     "search.cpu_quota", "search.disk_space",
      "search.usercode", "search.userdata", "search.datasets", "search.model_sections",
      "search.ranges", "search.search_section"),
 )

@@ -20,7 +20,8 @@ import optuna
 import optuna_dashboard
 from optuna.artifacts import get_all_artifact_meta, upload_artifact
 
-from search.errors import SearchError, StoreError
+from search import disk_space
+from search.errors import DiskFull, SearchError, StoreError
 from search.results import trial_figure
 from search.study import artifact_store, points
 from search.study.optuna_internals import study_id, trial_id
@@ -67,9 +68,12 @@ class TrialArtifacts:
     """The objective's ``on_finish`` hook: upload a trial's curves, history and final model.
 
     It runs before the trial is told its value, because Optuna refuses to attach anything
-    to a finished trial. Each file is stored on its own, and a full disk costs the file,
-    not the trained trial; a model that could not be stored leaves the reason in the
-    trial's ``model_error`` attribute, which ``search.results.export`` repeats.
+    to a finished trial. Each file is stored on its own, and a store that fails costs the
+    file, not the trained trial; a model that could not be stored leaves the reason in the
+    trial's ``model_error`` attribute, which ``search.results.export`` repeats. A full disk
+    (in the store, or in the temporary folder the files are drawn in) stops the run
+    instead (``DiskFull``): the trial's last checkpoint is kept, and the rerun, once there
+    is space, stores its files without training it again.
     """
 
     def __init__(self, location: str | Path, metric: str = "val_accuracy",
@@ -92,17 +96,18 @@ class TrialArtifacts:
         replicate = trial.user_attrs.get(points.REPLICATE, 0) + 1
         params = f"{points.format_params(trial.params)}, replicate {replicate}"
         try:
-            with tempfile.TemporaryDirectory() as folder, \
-                    artifact_store.store_errors(self.location):
+            with tempfile.TemporaryDirectory() as folder:  # drawn here, then stored
                 stem = Path(folder) / f"trial-{trial.number}"
                 curves = self.curves.draw(trial, stem.with_name(stem.name + "-curves.png"),
                                           f"{trial.study.study_name}, trial #{trial.number}: "
                                           f"{params}")
                 history = write_history(trial, stem.with_name(stem.name + "-history.csv"))
-                curves_id, history_id = (
-                    upload_artifact(artifact_store=self.store, file_path=str(path),
-                                    study_or_trial=trial) for path in (curves, history))
-        except (OSError, StoreError) as error:  # a full disk costs the figure, not the trial
+                with artifact_store.store_errors(self.location):
+                    curves_id, history_id = (
+                        upload_artifact(artifact_store=self.store, file_path=str(path),
+                                        study_or_trial=trial) for path in (curves, history))
+        except (OSError, StoreError) as error:  # a failed store costs the figure, not the trial
+            _stop_if_full(error)
             logger.warning("trial %d: could not store its figures in %s: %s", trial.number,
                            self.shown, error)
             return []
@@ -113,13 +118,14 @@ class TrialArtifacts:
     def _model(self, trial: optuna.Trial, model: keras.Model) -> list[str]:
         name = f"trial-{trial.number}-model.keras"
         try:
-            with tempfile.TemporaryDirectory() as folder, \
-                    artifact_store.store_errors(self.location):
+            with tempfile.TemporaryDirectory() as folder:  # saved here, then stored
                 model.save(Path(folder) / name)
-                artifact_id = upload_artifact(artifact_store=self.store,
-                                              file_path=str(Path(folder) / name),
-                                              study_or_trial=trial)
+                with artifact_store.store_errors(self.location):
+                    artifact_id = upload_artifact(artifact_store=self.store,
+                                                  file_path=str(Path(folder) / name),
+                                                  study_or_trial=trial)
         except (OSError, StoreError) as error:  # the trial completes; the export says why
+            _stop_if_full(error)
             logger.warning("trial %d: could not store its model in %s: %s", trial.number,
                            self.shown, error)
             reason = f"could not be stored in {self.shown}: {error.strerror or error}" \
@@ -130,6 +136,18 @@ class TrialArtifacts:
         return [f"[final model: {name}]({_link(trial)}/{artifact_id}) (open it with "
                 "`keras.models.load_model`; `python -m search.report --study "
                 f"{trial.study.study_name} --export-model FILE` writes the best point's)"]
+
+
+def _stop_if_full(error: BaseException) -> None:
+    """A full disk is not one file's failure: the next checkpoint would fail as well, and a
+    trial completed without its model could never be exported. Stop the run."""
+    if isinstance(error, DiskFull):
+        raise error
+    if disk_space.is_full(error):  # not the store's (that is a DiskFull): the drawing's
+        folder = tempfile.gettempdir()
+        raise DiskFull(f"temporary folder {folder}: " + disk_space.full_line(
+            folder, "free some space there (or point TMPDIR at a folder with room), then run "
+            "the same command to resume")) from None
 
 
 def _link(trial: optuna.Trial) -> str:

@@ -36,6 +36,7 @@ from typing import Any
 
 import optuna
 
+from search import disk_space
 from search.errors import SearchError
 from search.results import search_stage, table
 from search.study import artifact_store, points, stages, units
@@ -159,6 +160,10 @@ def _copy_out(location: str, artifact_id: str, path: Path,
         if temporary is not None:
             with contextlib.suppress(OSError):
                 temporary.unlink()
+        if disk_space.is_full(error):
+            raise SearchError(f"cannot write {path}: " + disk_space.full_line(
+                path.parent, "free some space there or pick another --export-model FILE",
+                kept="any earlier file there is unchanged")) from None
         raise SearchError(f"cannot write {path}: {error.strerror or error}; pick another "
                           "--export-model FILE") from None
 

@@ -11,17 +11,22 @@ from pathlib import Path
 
 import matplotlib
 
+from search import disk_space
+
 matplotlib.use("Agg")  # files only; no display is needed or wanted
 import matplotlib.pyplot as plt  # noqa: E402
 
 
 def save(figure: plt.Figure, path: Path) -> Path:
-    """Write ``figure`` to ``path`` and close it; return ``path``."""
+    """Write ``figure`` to ``path`` whole (a full disk leaves the previous file), close it;
+    return ``path``."""
     # The report's figures use constrained layout, which keeps their outside legends in view.
     if figure.get_layout_engine() is None:
         figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    try:
+        disk_space.write_whole(path, lambda temporary: figure.savefig(temporary, dpi=110))
+    finally:
+        plt.close(figure)
     return path
 
 

@@ -11,8 +11,8 @@ from the URL, the command line or the study::
     with artifact_store.store_errors(location):
         artifact_store.put_bytes(store, "some/id", data)
 
-Past ``check``, a store's calls wait out a fault that passes (``search.study.retry``).
-Checkpoints written through this store: ``search.study.store_checkpoints``.
+Past ``check``, its calls wait out a fault that passes (``search.study.retry``); checkpoints
+are written through it by ``search.study.store_checkpoints``.
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from search.errors import SearchError, StoreError
+from search import disk_space
+from search.errors import DiskFull, SearchError, StoreError
 from search.locations import ARTIFACTS_VARIABLE, artifacts_location
 from search.study import retry
 from search.study.store_objects import (
@@ -178,8 +179,8 @@ def describe_error(error: BaseException, location: str) -> str:
     if parsed.folder is not None and isinstance(error, OSError):  # a folder store raises no other
         if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
             return f"folder {parsed.folder} is read-only; make it writable or name another store"
-        if error.errno == errno.ENOSPC:
-            return "the disk is full; free some space (stored files are intact)"
+        if error.errno in disk_space.FULL_ERRNOS:
+            return disk_space.full_line(parsed.folder)
         return f"{error.strerror or error} ({error.filename or parsed.folder})"
     name = type(error).__name__
     code = str((getattr(error, "response", None) or {}).get("Error", {}).get("Code", ""))
@@ -191,8 +192,7 @@ def describe_error(error: BaseException, location: str) -> str:
     if name in ("NoCredentialsError", "PartialCredentialsError"):
         return "no AWS credentials; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
     if name in ("EndpointConnectionError", "ConnectTimeoutError"):
-        return (f"cannot connect ({_scrub(str(error))}); start the server or fix "
-                "AWS_ENDPOINT_URL")
+        return f"cannot connect ({_scrub(str(error))}); start the server or fix AWS_ENDPOINT_URL"
     if name in ("ReadTimeoutError", "ResponseStreamingError", "ConnectionClosedError"):
         return ("the server stopped answering; files already stored are intact: run again "
                 "once it is back")
@@ -216,5 +216,5 @@ def store_errors(location: str) -> Iterator[None]:
     try:
         yield
     except _errors() as error:
-        raise StoreError(f"artifact store {display(location)}: "
-                          f"{describe_error(error, location)}") from None
+        line = f"artifact store {display(location)}: {describe_error(error, location)}"
+        raise (DiskFull if disk_space.is_full(error) else StoreError)(line) from None

@@ -20,6 +20,7 @@ from pathlib import Path
 import optuna
 import sqlalchemy
 
+from search import disk_space
 from search.errors import SearchError
 from search.study import claim_table, reconnecting, retry, sqlite_file
 
@@ -123,7 +124,15 @@ def storage_errors(url: str) -> Iterator[None]:
     except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError) as error:
         cause = error.__cause__ if isinstance(error.__cause__, sqlalchemy.exc.SQLAlchemyError) \
             else error
-        raise SearchError(f"storage {shown}: {describe_error(cause)}") from None
+        raise SearchError(f"storage {shown}: {_full_or_described(url, cause)}") from None
+
+
+def _full_or_described(url: str, error: BaseException) -> str:
+    """A full SQLite database names its file and the space left there; else the error."""
+    parsed = parse_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database and disk_space.is_full(error):
+        return disk_space.full_line(parsed.database, what="database or disk is full")
+    return describe_error(error)
 
 
 def open_storage(url: str, wait: bool = False) -> Storage:

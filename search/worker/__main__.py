@@ -13,15 +13,17 @@ from __future__ import annotations
 import signal
 import sys
 
-# First of all: until the go, a Ctrl-C is only noted (the process that started this one
-# ends it with SIGTERM, left at its default action), so no traceback from inside an import
-# is shown. It started with both blocked (search.worker.pool): one sent since waited here.
-_noted: list[int] = []
-signal.signal(signal.SIGINT, lambda signum, frame: _noted.append(signum))
-signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+from search import signals
 
-from search import running  # noqa: E402
-from search.cli import handle_signals_and_errors, setup_logging  # noqa: E402
+if __name__ == "__main__":
+    # First of all: a Ctrl-C is only noted until the command runs, never a traceback nor an
+    # "Exception ignored" report (signals.quiet_start). Until the go, SIGTERM keeps its
+    # default action: the process that started this one ends it so, at once, having stored
+    # and claimed nothing. It started with both blocked (search.worker.pool).
+    signals.quiet_start()
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+from search import cli, running  # noqa: E402
 from search.options import RunOptions  # noqa: E402
 from search.worker import pool, process  # noqa: E402
 
@@ -31,7 +33,7 @@ def main() -> int:
     line = sys.stdin.readline()
     if not line:
         return 0
-    setup_logging(verbose)
+    cli.setup_logging(verbose)
     options = RunOptions.from_json(line)
     try:
         prepared, failure = running.prepare_worker(options), None
@@ -39,18 +41,18 @@ def main() -> int:
         prepared, failure = None, error
     if sys.stdin.readline().strip() != pool.GO:
         return 0
+    if signals.interrupt_noted():  # before the go: nothing is stored, so nothing is said
+        return 130
     process.startup_moment("told to go")
 
     def work() -> int:
-        if _noted:  # interrupted before the go: nothing is stored, so nothing is said
-            return 130
         if failure is not None:
             raise failure
         running.work(options, prepared)
         return 0
 
-    return handle_signals_and_errors(work, verbose)
+    return cli.handle_signals_and_errors(work, verbose)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.run_command(main)

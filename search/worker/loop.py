@@ -19,8 +19,14 @@ import optuna
 import sqlalchemy
 from optuna.trial import FrozenTrial
 
-from search.errors import Interrupted, SearchError, StoreError
-from search.signals import held_interrupts, ignore_further_interrupts, raise_if_interrupted
+from search import disk_space
+from search.errors import DiskFull, Interrupted, SearchError, StoreError
+from search.signals import (
+    held_interrupts,
+    ignore_further_interrupts,
+    interrupt_noted,
+    raise_if_interrupted,
+)
 from search.study import claims, holding, points, units
 from search.study.claim_table import current_owner
 from search.study.optuna_internals import trial_id
@@ -91,6 +97,24 @@ def _machine_failed(storage: Storage, trial: optuna.Trial, why: str) -> None:
         claims.mark_failed(storage, trial_id(trial), f"interrupted: {why}")
 
 
+def _interrupted(storage: Storage, trial: optuna.Trial, unit: points.Unit) -> Interrupted:
+    """Ctrl-C or SIGTERM: the trial is marked interrupted (no attempt lost), its checkpoint
+    kept for the rerun."""
+    ignore_further_interrupts()
+    epochs = storage.rdb.get_trial(trial_id(trial)).user_attrs.get(points.EPOCHS_DONE, 0)
+    claims.mark_failed(storage, trial_id(trial),
+                       f"interrupted after epoch {epochs}: resumed on the next run")
+    return Interrupted(trial.number, unit.params, epochs)
+
+
+def _environment_error(error: OSError) -> SearchError:
+    """A full disk or quota, a read-only or forbidden file: one line that names it."""
+    where = error.filename or "a checkpoint or artifact"
+    if error.errno in disk_space.FULL_ERRNOS and error.filename:
+        return DiskFull(f"{where}: {disk_space.full_line(where)}")
+    return SearchError(f"{where}: {error.strerror}; fix that, then rerun to resume")
+
+
 def _train_and_record(storage: Storage, study: optuna.Study, trainer: UnitTrainer,
                       claimed: claims.Claimed) -> bool:
     """Train one claimed unit and record its outcome; False if another worker ended it."""
@@ -100,11 +124,7 @@ def _train_and_record(storage: Storage, study: optuna.Study, trainer: UnitTraine
             value = trainer(trial, unit)
             holding.raise_if_taken_over()  # the claim table decides whose result counts
     except KeyboardInterrupt:
-        ignore_further_interrupts()
-        epochs = storage.rdb.get_trial(trial_id(trial)).user_attrs.get(points.EPOCHS_DONE, 0)
-        claims.mark_failed(storage, trial_id(trial),
-                           f"interrupted after epoch {epochs}: resumed on the next run")
-        raise Interrupted(trial.number, unit.params, epochs) from None
+        raise _interrupted(storage, trial, unit) from None
     except (optuna.exceptions.UpdateFinishedTrialError, holding.TakenOver) as lost:
         _moved_on(storage, trial, lost)
         return False
@@ -112,16 +132,18 @@ def _train_and_record(storage: Storage, study: optuna.Study, trainer: UnitTraine
         _ended(study, trainer, trial, unit, state=optuna.trial.TrialState.PRUNED)
     except _STORAGE_FAULTS:
         raise  # the storage itself failed: stop; the next run finds the trial dead
-    except StoreError:  # the last checkpoint stays: a rerun once the store is back resumes
-        _machine_failed(storage, trial, "the artifact store failed")
+    except StoreError as error:  # the last checkpoint stays: a rerun once it is fixed resumes
+        _machine_failed(storage, trial, "the disk is full" if isinstance(error, DiskFull)
+                        else "the artifact store failed")
         raise
     except OSError as error:
         if error.errno not in _ENVIRONMENT_ERRNOS:
             raise
         _machine_failed(storage, trial, error.strerror)
-        raise SearchError(f"{error.filename or 'a checkpoint or artifact'}: "
-                          f"{error.strerror}; fix that, then rerun to resume") from None
+        raise _environment_error(error) from None
     except Exception as error:  # a failed trial must not stop the study
+        if interrupt_noted():  # a Ctrl-C that surfaced as another error (an import's, say)
+            raise _interrupted(storage, trial, unit) from None
         logger.warning("trial %d %s failed: %s: %s", trial.number, unit.params,
                        type(error).__name__, error)
         with held_interrupts():

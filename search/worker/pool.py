@@ -27,7 +27,7 @@ import optuna
 
 from search.errors import Interrupted
 from search.options import RunOptions
-from search.signals import held_interrupts, raise_if_interrupted
+from search.signals import blocked_in_children, held_interrupts, raise_if_interrupted
 from search.study import stages, units
 from search.study.storage import Storage
 from search.worker import process
@@ -107,12 +107,9 @@ def started_early(options: RunOptions, local: bool = True) -> Iterator[Workers]:
     try:
         # Blocked while they start: a Ctrl-C or SIGTERM lands here after a start, never
         # inside one, and waits in each worker until its handling is in place.
-        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-        try:
+        with blocked_in_children():
             for _ in range(options.workers - 1 if local else 0):
                 workers.processes.append(_start(options, verbose))
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         yield workers
     finally:
         workers.stop()
