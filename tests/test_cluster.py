@@ -239,7 +239,9 @@ def test_a_unit_on_a_removed_node_resumes_on_another_from_its_checkpoint(
         on_cluster.wait_for_nodes()
     assert run.returncode == 0, stderr
     assert reference.returncode == 0, reference.stderr
-    assert "was lost with its actor; starting another (1 of 2)" in stderr, stderr
+    # The lost actor is replaced ("was lost with its actor; starting another") only if Ray
+    # reports the node dead before the other worker, which sees at once that the lost
+    # process is gone, has finished the study: on a loaded machine it may not.
     resumed = complete_by_params(name, postgres_url)[tuple(sorted(victim.params.items()))]
     uninterrupted = complete_by_params(straight, f"sqlite:///{tmp_path}/straight.db")[
         tuple(sorted(victim.params.items()))]
