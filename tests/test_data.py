@@ -180,3 +180,23 @@ def test_images_stay_bytes_and_scale_exactly_as_dividing_by_255(mnist_raw):
     assert split.train_images.dtype == np.uint8 and split.train_images.shape == (300, 28, 28)
     divided = split.train_images.astype(np.float32) / np.float32(255.0)
     np.testing.assert_array_equal(split.x_train, divided)  # bit for bit, not approximately
+
+
+def test_a_model_study_on_mnist_gets_the_arrays_and_fingerprint_it_always_got(
+        mnist_dir: Path, mnist_raw) -> None:
+    """Split as bytes, then scaled: exactly the arrays (and so the stored fingerprint) of
+    scaling every image and holding out after, as before."""
+    from search import datasets, definition, userdata
+
+    study = definition.parse('[model]\nbuild = "m:build"\n[search_space]\nunits = [1]\n'
+                             '[training]\ntrain_size = 3000\nvalidation_size = 1000\n',
+                             "m", "m.toml")
+    x_train, y_train, x_test, y_test = mnist_raw
+    before = userdata.hold_out(userdata.UserData(
+        x_train=data.scale(x_train), y_train=y_train.astype("int32"),
+        x_test=data.scale(x_test), y_test=y_test.astype("int32")), 1000, study.seed, 3000)
+    loaded = datasets.load(study, str(mnist_dir))
+    for key in userdata.KEYS:
+        np.testing.assert_array_equal(getattr(loaded, key), getattr(before, key))
+        assert getattr(loaded, key).dtype == getattr(before, key).dtype
+    assert datasets.fingerprint(loaded) == userdata.fingerprint_arrays(before)
