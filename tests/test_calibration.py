@@ -55,6 +55,7 @@ def test_a_real_half_point_effect_is_singled_out_at_5_replicates() -> None:
     assert rates["best ruled out"] <= MOST_ERRORS and rates["false level claim"] <= MOST_ERRORS
 
 
+@pytest.mark.slow  # every case's simulation, about 5 s: the fast tier keeps the others
 @pytest.mark.parametrize("case", [case.name for case in calibration.CASES])
 def test_at_3_replicates_errors_stay_low_in_every_case(case: str) -> None:
     rates = calibration.calibrate(CASES[case], 3, STUDIES, seed=4)

@@ -169,6 +169,7 @@ def test_a_model_that_could_not_be_stored_costs_the_file_not_the_trial(
     assert not (tmp_path / "best.keras").exists()
 
 
+@pytest.mark.slow  # six models saved, twice
 def test_a_full_disk_stops_the_run_instead_of_costing_a_model(storage, tmp_path: Path) -> None:
     """The next checkpoint would fail too, and a trial without its model is never exported:
     the run stops in one line, the trial costs no attempt, and the rerun stores its model."""

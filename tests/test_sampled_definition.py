@@ -136,6 +136,7 @@ def test_gp_without_pytorch_names_what_to_install() -> None:
             "sampler_options = {n_startup_trials = 8}\n", ""), "s", "s.toml")
 
 
+@pytest.mark.slow  # seven runs of the command, each its own process
 def test_a_bad_search_stores_nothing(tmp_path: Path) -> None:
     """The run refuses each bad input in one line, exit 2, the stored study byte for byte."""
     studies = tmp_path / "studies"
