@@ -30,6 +30,7 @@ from tests.helpers import (
     complete_by_params,
     postgres_url_or_skip,
     run_to_end,
+    running_after_epoch,
     start_run,
     trials,
     wait_for,
@@ -223,7 +224,7 @@ def test_a_unit_on_a_removed_node_resumes_on_another_from_its_checkpoint(
     folder = studies(tmp_path / "a", name, f"s3://{new_bucket()}/team", **settings)
     run = start_run(name, postgres_url, folder, "--cluster", "ray", "--workers", "2",
                     data_dir=mnist_dir)
-    victim = wait_for(_running_after_epoch(name, postgres_url, 2), run, timeout=240)
+    victim = wait_for(running_after_epoch(name, postgres_url, 2), run, timeout=240)
     pid = int(victim.system_attrs["owner"].split("/")[2])
     raylets = _raylets(on_cluster)
     (node,) = [raylets[ancestor] for ancestor in _ancestors(pid) if ancestor in raylets]
@@ -253,15 +254,6 @@ def test_a_unit_on_a_removed_node_resumes_on_another_from_its_checkpoint(
     assert len(complete_by_params(name, postgres_url)) == 2
 
 
-def _running_after_epoch(name: str, url: str, epoch: int):
-    def condition() -> optuna.trial.FrozenTrial | None:
-        for trial in trials(name, url):
-            if trial.state == TrialState.RUNNING and epoch in trial.intermediate_values:
-                return trial
-        return None
-    return condition
-
-
 def test_ctrl_c_stops_every_actor_and_the_rerun_finishes_exactly(
         on_cluster, postgres_url: str, tmp_path: Path, mnist_dir: Path) -> None:
     name = f"ray-stop-{uuid.uuid4().hex[:8]}"
@@ -270,7 +262,7 @@ def test_ctrl_c_stops_every_actor_and_the_rerun_finishes_exactly(
                      train_size=4000, validation_size=500)
     run = start_run(name, postgres_url, folder, "--cluster", "ray", "--workers", "2",
                     data_dir=mnist_dir)
-    wait_for(_running_after_epoch(name, postgres_url, 1), run, timeout=240)
+    wait_for(running_after_epoch(name, postgres_url, 1), run, timeout=240)
     run.send_signal(signal.SIGINT)
     _, stderr = run.communicate(timeout=120)
     assert run.returncode == 130, stderr
